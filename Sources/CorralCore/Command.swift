@@ -1,0 +1,45 @@
+/// A change to the replicated state. Every member applies the same commands in Corosync's
+/// agreed order; `ClusterState.apply` re-checks each one, so a command that raced with
+/// another change is refused identically everywhere instead of corrupting the state.
+public enum Command: Codable, Sendable, Equatable {
+    // Operator requests, validated where they were made and again when applied.
+    case addVM(VMSpec, running: Bool, dirtyRateMiBps: Int)
+    case removeVM(String)
+    case startVM(String)
+    case stopVM(String)
+    case moveVM(String, to: NodeID)
+    case drainNode(NodeID)
+    case pauseNode(NodeID)
+    case resumeNode(NodeID, failback: Bool)
+    case setMigrationSettings(MigrationSettings)
+
+    // What a node says about itself.
+    case registerNode(NodeSpec)
+    /// Round trip through the quorate membership; its return renews the sender's self-fence lease.
+    case heartbeat(NodeID, sequence: UInt64)
+
+    // Coordinator decisions.
+    case place(vm: String, on: NodeID)
+    case markPending(vm: String, reason: String)
+    case queueMigration(vm: String, to: NodeID, purpose: MigrationPurpose)
+    case startMigration(job: Int, bandwidthMiBps: Int)
+    case setMigrationBandwidth(job: Int, bandwidthMiBps: Int)
+    case declareFenced(NodeID, method: String)
+    case finishDrain(NodeID)
+    case failDrain(NodeID, reasons: [String])
+
+    // Facts a node observed on its own hypervisor.
+    case vmStarted(vm: String, on: NodeID, leaseTokens: [UInt64])
+    case vmStopped(vm: String, on: NodeID, crashed: Bool)
+    case migrationProgress(job: Int, MigrationProgress)
+    case migrationFinished(job: Int, downtimeMs: Int)
+    case migrationFailed(job: Int, reason: String)
+    case dirtyRateMeasured(vm: String, MiBps: Int)
+    case linkMeasured(node: NodeID, linkMiBps: Int, streamMiBps: Int)
+}
+
+/// What applying a command did. A refusal changes nothing and says why.
+public enum ApplyOutcome: Sendable, Equatable {
+    case applied
+    case refused(String)
+}

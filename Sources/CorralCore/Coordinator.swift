@@ -1,0 +1,99 @@
+/// The decisions of the coordinator (the lowest node id of the quorate membership): fencing,
+/// placement and failover, drains, migration admission. A pure function of the replicated
+/// state plus what this node alone knows (when it saw nodes leave, what a fence agent said),
+/// so a new coordinator continues exactly where the old one stopped.
+public enum Coordinator {
+    public struct Context: Sendable {
+        public var now: Millis
+        /// When this node saw each node leave the membership.
+        public var leftAt: [NodeID: Millis]
+        /// Nodes a fence agent confirmed off.
+        public var fenceConfirmed: Set<NodeID>
+        public init(now: Millis, leftAt: [NodeID: Millis] = [:], fenceConfirmed: Set<NodeID> = []) {
+            self.now = now
+            self.leftAt = leftAt
+            self.fenceConfirmed = fenceConfirmed
+        }
+    }
+
+    public static func plan(_ state: ClusterState, _ context: Context) -> [Command] {
+        var commands = fencing(state, context)
+        commands += recovery(state)
+        commands += drains(state)
+        commands += MigrationScheduler.decide(state)
+        return commands
+    }
+
+    /// A node that left holding VMs is fenced once a fence agent confirms it, or once its
+    /// self-fence lease has surely run out: lease + margin after we saw it leave.
+    static func fencing(_ state: ClusterState, _ context: Context) -> [Command] {
+        let r = state.settings.recovery
+        return state.sortedNodes.filter { $0.health == .fencing }.compactMap { node in
+            if context.fenceConfirmed.contains(node.id) { return .declareFenced(node.id, method: "fence agent confirmed") }
+            guard let left = context.leftAt[node.id], context.now >= left + Millis(r.leaseMs + r.marginMs) else { return nil }
+            return .declareFenced(node.id, method: "self-fence lease expired")
+        }
+    }
+
+    /// Places every VM that should run and does not: high priority first, then by name.
+    public static func recovery(_ state: ClusterState) -> [Command] {
+        let pending = state.vms.values.filter { $0.state == .pending && $0.desiredRunning }
+        guard !pending.isEmpty else { return [] }
+        var load = NodeLoad(state)
+        let candidates = Placement.candidates(state)
+        var commands: [Command] = []
+        for vm in pending.sorted(by: { ($1.spec.priority, $0.name) < ($0.spec.priority, $1.name) }) {
+            switch choose(vm, state: state, load: load, candidates: candidates) {
+            case let .success(node):
+                load.add(vm.spec, to: node)
+                commands.append(.place(vm: vm.name, on: node))
+            case let .failure(why):
+                if vm.reason != why.description { commands.append(.markPending(vm: vm.name, reason: why.description)) }
+            }
+        }
+        return commands
+    }
+
+    /// A crashed VM restarts where it crashed while its restart budget lasts, elsewhere after.
+    private static func choose(_ vm: VirtualMachine, state: ClusterState, load: NodeLoad, candidates: [Node]) -> Result<NodeID, PlacementFailure> {
+        guard vm.crashCount > 0, let last = vm.lastCrashNode else {
+            return Placement.choose(vm.spec, state: state, load: load, candidates: candidates)
+        }
+        if vm.crashCount <= state.settings.recovery.restartsInPlace,
+           let node = candidates.first(where: { $0.id == last }),
+           load.fits(vm.spec, on: node, vcpuOvercommit: state.settings.placement.vcpuOvercommit) {
+            return .success(last)
+        }
+        return Placement.choose(vm.spec, state: state, load: load, candidates: candidates, avoid: last)
+    }
+
+    /// Moves the VMs off draining nodes, finishes a drain when the node is empty, and stops
+    /// one (naming each VM and why) when a VM cannot go anywhere or keeps failing to move.
+    static func drains(_ state: ClusterState) -> [Command] {
+        var commands: [Command] = []
+        var load = NodeLoad(state)
+        for node in state.sortedNodes where node.admin == .draining && node.health == .up {
+            var failures: [String] = []
+            for vm in state.sortedVMs where vm.node == node.id && vm.state == .running && state.activeJob(for: vm.name) == nil {
+                let failed = state.sortedJobs.filter { $0.vm == vm.name && $0.source == node.id && $0.purpose == .drain
+                    && $0.state == .failed && $0.id >= node.drainFirstJob }
+                if failed.count >= max(1, state.settings.migration.maxAttempts) {
+                    failures.append("\(vm.name): migration failed \(failed.count) times (last: \(failed.last!.failure))")
+                }
+            }
+            let plan = DrainPlanner.plan(state, node: node.id, load: load)
+            failures += plan.unplaceable.filter { line in !failures.contains { $0.hasPrefix(line.prefix { $0 != ":" } + ":") } }
+            if !failures.isEmpty {
+                commands.append(.failDrain(node.id, reasons: failures.sorted()))
+                continue
+            }
+            for move in plan.moves where state.vms[move.vm]?.state == .running {
+                if let spec = state.vms[move.vm]?.spec { load.add(spec, to: move.destination) }
+                commands.append(.queueMigration(vm: move.vm, to: move.destination, purpose: .drain))
+            }
+            let busy = state.vms.values.contains { $0.node == node.id && $0.occupiesNode }
+            if !busy { commands.append(.finishDrain(node.id)) }
+        }
+        return commands
+    }
+}

@@ -1,0 +1,328 @@
+/// One node's instance of the cluster logic: the replicated state plus what only this node
+/// knows (its hypervisor, its lease, when it saw others leave). Every input is a value, every
+/// output a list of directives; no clock, no I/O, no randomness, so the agent and the
+/// simulator run exactly the same code.
+public struct CorralNode: Sendable {
+    public let id: NodeID
+    public let spec: NodeSpec
+    public private(set) var state: ClusterState
+    public private(set) var members: [NodeID] = []
+    public private(set) var quorate = false
+    /// True from a membership change until the state sync of that membership completes.
+    public private(set) var syncing = true
+    public private(set) var now: Millis = 0
+    /// Until when this node may run VMs; nil until its first heartbeat returns.
+    public private(set) var leaseExpiry: Millis?
+    /// VMs this node's hypervisor runs.
+    public private(set) var localVMs: Set<String> = []
+
+    private var view = ""
+    private var offers: [NodeID: SyncOffer] = [:]
+    private var snapshotFrom: NodeID?
+    private var nextSequence: UInt64 = 1
+    private var outstanding: Set<UInt64> = []
+    private var pendingReplies: [UInt64: UInt64] = [:]
+    private var heartbeatSentAt: [UInt64: Millis] = [:]
+    private var lastHeartbeat: Millis = .min
+    private var issuedStarts: Set<String> = []
+    private var issuedStops: Set<String> = []
+    private var issuedMigrations: [Int: Int] = [:]
+    private var abortedMigrations: Set<Int> = []
+    private var completedMigrations: [Int: Int] = [:]
+    private var sentFacts: Set<String> = []
+    private var leftAt: [NodeID: Millis] = [:]
+    private var fenceAsked: Set<NodeID> = []
+    private var fenceConfirmed: Set<NodeID> = []
+
+    public init(spec: NodeSpec, state: ClusterState) {
+        self.id = spec.id
+        self.spec = spec
+        self.state = state
+    }
+
+    public var isCoordinator: Bool { quorate && !syncing && members.first == id }
+    /// May this node change shared state and act on its VMs right now?
+    public var canAct: Bool { quorate && !syncing && (leaseExpiry ?? .min) > now }
+
+    public mutating func step(_ input: Input, now: Millis) -> [Directive] {
+        self.now = max(self.now, now)
+        var out: [Directive] = []
+        switch input {
+        case let .membership(members, quorate): onMembership(members.sorted(), quorate: quorate, &out)
+        case let .delivered(envelope): onDelivered(envelope, &out)
+        case .tick: onTick(&out)
+        case let .request(requestID, request, whatIf): onRequest(requestID, request, whatIf: whatIf, &out)
+        case let .hypervisor(event): onHypervisor(event, &out)
+        case let .fenceAgentResult(node, fenced):
+            if fenced { fenceConfirmed.insert(node) }
+            out.append(.log("fence agent for \(state.nodeName(node)): \(fenced ? "confirmed off" : "did not confirm")"))
+        }
+        if canAct {
+            reconcile(&out)
+            coordinate(&out)
+        } else {
+            selfFenceIfNeeded(&out)
+        }
+        return out
+    }
+
+    // MARK: membership and state sync
+
+    private mutating func onMembership(_ newMembers: [NodeID], quorate newQuorate: Bool, _ out: inout [Directive]) {
+        for node in members where !newMembers.contains(node) { leftAt[node] = now }
+        for node in newMembers { leftAt[node] = nil }
+        members = newMembers
+        quorate = newQuorate
+        syncing = true
+        view = StateDigest.of(newMembers)
+        offers = [:]
+        snapshotFrom = nil
+        outstanding = []
+        sentFacts = []
+        heartbeatSentAt = [:]
+        for (_, requestID) in pendingReplies.sorted(by: { $0.key < $1.key }) {
+            out.append(.reply(id: requestID, .refused("membership changed before the request was applied; retry")))
+        }
+        pendingReplies = [:]
+        out.append(.log("membership \(newMembers.map { state.nodeName($0) }) quorate=\(newQuorate)"))
+        send(.syncOffer(SyncOffer(view: view, epoch: state.epoch, digest: state.digest)), &out)
+    }
+
+    private mutating func onSyncOffer(_ offer: SyncOffer, from origin: NodeID, _ out: inout [Directive]) {
+        guard syncing, snapshotFrom == nil, offer.view == view, members.contains(origin) else { return }
+        offers[origin] = offer
+        guard members.allSatisfy({ offers[$0] != nil }) else { return }
+        // The most recent quorate partition wins: highest epoch, ties to the lowest node id.
+        let winner = members.max { (offers[$0]!.epoch, $1) < (offers[$1]!.epoch, $0) }!
+        let winning = offers[winner]!
+        if members.allSatisfy({ offers[$0]!.digest == winning.digest }) {
+            finishSync(&out)
+        } else {
+            snapshotFrom = winner
+            if winner == id { send(.snapshot(state, view: view), &out) }
+        }
+    }
+
+    private mutating func onSnapshot(_ snapshot: ClusterState, view snapshotView: String, from origin: NodeID, _ out: inout [Directive]) {
+        guard syncing, snapshotView == view, origin == snapshotFrom else { return }
+        if snapshot.digest != state.digest {
+            out.append(.log("adopting state epoch \(snapshot.epoch) from \(snapshot.nodeName(origin))"))
+            state = snapshot
+        }
+        finishSync(&out)
+    }
+
+    private mutating func finishSync(_ out: inout [Directive]) {
+        syncing = false
+        snapshotFrom = nil
+        guard quorate else { return }
+        state.epoch += 1
+        state.applyMembership(members)
+        for node in state.sortedNodes where node.health == .fencing && leftAt[node.id] == nil {
+            leftAt[node.id] = now // we did not see it leave; count the lease from now, which is later
+        }
+        out.append(.stateChanged)
+        if state.nodes[id].map({ $0.name != spec.name || $0.capacity != spec.capacity }) ?? true {
+            send(.command(.registerNode(spec)), &out)
+        }
+        sendHeartbeat(&out)
+    }
+
+    // MARK: delivery
+
+    private mutating func onDelivered(_ envelope: Envelope, _ out: inout [Directive]) {
+        if envelope.origin == id { outstanding.remove(envelope.sequence) }
+        switch envelope.body {
+        case let .syncOffer(offer): onSyncOffer(offer, from: envelope.origin, &out)
+        case let .snapshot(snapshot, snapshotView): onSnapshot(snapshot, view: snapshotView, from: envelope.origin, &out)
+        case let .command(command):
+            if case let .heartbeat(node, sequence) = command, node == id, quorate, let sent = heartbeatSentAt.removeValue(forKey: sequence) {
+                leaseExpiry = max(leaseExpiry ?? .min, sent + Millis(state.settings.recovery.leaseMs))
+                out.append(.renewLease(until: leaseExpiry!))
+            }
+            let reply = envelope.origin == id ? pendingReplies.removeValue(forKey: envelope.sequence) : nil
+            guard quorate, !syncing else {
+                if let reply { out.append(.reply(id: reply, .refused("no quorum"))) }
+                return
+            }
+            let outcome = state.apply(command)
+            if case .heartbeat = command {} else { out.append(.stateChanged) }
+            if case let .refused(why) = outcome {
+                if let reply { out.append(.reply(id: reply, .refused(why))) } else if envelope.origin == id {
+                    out.append(.log("refused \(RequestPlanner.describe(command, state)): \(why)"))
+                }
+            } else if let reply {
+                out.append(.reply(id: reply, .done(RequestPlanner.describe(command, state))))
+            }
+        }
+    }
+
+    private mutating func send(_ body: Envelope.Body, _ out: inout [Directive]) {
+        let envelope = Envelope(origin: id, sequence: nextSequence, body: body)
+        outstanding.insert(nextSequence)
+        nextSequence += 1
+        out.append(.broadcast(envelope))
+    }
+
+    // MARK: time, lease and self-fencing
+
+    private mutating func onTick(_ out: inout [Directive]) {
+        if quorate && !syncing && now - lastHeartbeat >= Millis(state.settings.recovery.heartbeatMs) {
+            sendHeartbeat(&out)
+        }
+        if isCoordinator && state.settings.recovery.fenceAgent {
+            for node in state.sortedNodes where node.health == .fencing && !fenceAsked.contains(node.id) {
+                fenceAsked.insert(node.id)
+                out.append(.runFenceAgent(node.id, name: node.name))
+            }
+        }
+    }
+
+    private mutating func sendHeartbeat(_ out: inout [Directive]) {
+        lastHeartbeat = now
+        heartbeatSentAt[nextSequence] = now
+        send(.command(.heartbeat(id, sequence: nextSequence)), &out)
+    }
+
+    /// Stop margin before the lease runs out: the VMs must be off before anyone may restart them.
+    private var leaseGuard: Millis { Millis(min(500, state.settings.recovery.leaseMs / 4)) }
+
+    /// Without quorum, or with a lease about to run out (Corosync silent), stop every VM here:
+    /// the quorate side restarts them once the lease is over.
+    private mutating func selfFenceIfNeeded(_ out: inout [Directive]) {
+        let leaseEnding = (leaseExpiry ?? .min) - leaseGuard <= now
+        guard !quorate || leaseEnding else { return }
+        for vm in localVMs.sorted() where !issuedStops.contains(vm) {
+            issuedStops.insert(vm)
+            out.append(.stopVM(vm, reason: quorate ? "self-fence: lease ending without a heartbeat" : "self-fence: no quorum"))
+        }
+        for (job, _) in issuedMigrations.sorted(by: { $0.key < $1.key }) where !abortedMigrations.contains(job) {
+            abortedMigrations.insert(job)
+            out.append(.abortMigration(job: job, vm: state.jobs[job]?.vm ?? ""))
+        }
+    }
+
+    // MARK: requests
+
+    private mutating func onRequest(_ requestID: UInt64, _ request: OperatorRequest, whatIf: Bool, _ out: inout [Directive]) {
+        guard quorate else { return out.append(.reply(id: requestID, .refused("no quorum: this node's partition has \(members.count) of \(state.settings.expectedVotes) votes"))) }
+        guard !syncing else { return out.append(.reply(id: requestID, .refused("state sync in progress after a membership change; retry"))) }
+        if whatIf {
+            switch RequestPlanner.whatIf(request, in: state) {
+            case let .success(lines): out.append(.reply(id: requestID, .plan(lines)))
+            case let .failure(refusal): out.append(.reply(id: requestID, .refused(refusal.message)))
+            }
+            return
+        }
+        switch RequestPlanner.command(for: request, in: state) {
+        case let .failure(refusal): out.append(.reply(id: requestID, .refused(refusal.message)))
+        case let .success(command):
+            pendingReplies[nextSequence] = requestID
+            send(.command(command), &out)
+        }
+    }
+
+    // MARK: hypervisor
+
+    private mutating func onHypervisor(_ event: HypervisorEvent, _ out: inout [Directive]) {
+        switch event {
+        case let .running(vm):
+            localVMs.insert(vm)
+            issuedStarts.remove(vm)
+        case let .stopped(vm, crashed):
+            localVMs.remove(vm)
+            issuedStops.remove(vm)
+            issuedStarts.remove(vm)
+            if crashed { out.append(.log("VM \(vm) crashed")) }
+        case let .inventory(vms):
+            localVMs = Set(vms)
+        case let .migrationProgress(job, progress):
+            if canAct { send(.command(.migrationProgress(job: job, progress)), &out) }
+        case let .migrationCompleted(job, vm, downtime):
+            localVMs.remove(vm)
+            issuedMigrations[job] = nil
+            completedMigrations[job] = downtime
+        case let .migrationFailed(job, reason):
+            issuedMigrations[job] = nil
+            if canAct, state.jobs[job]?.isActive == true { send(.command(.migrationFailed(job: job, reason: reason)), &out) }
+        }
+    }
+
+    /// Makes this node's hypervisor match the replicated state, and reports what only it can see.
+    private mutating func reconcile(_ out: inout [Directive]) {
+        let relevant = state.vms.values.filter { $0.node == id || localVMs.contains($0.name) }.sorted { $0.name < $1.name }
+        for vm in relevant {
+            let here = localVMs.contains(vm.name)
+            guard vm.node == id else {
+                let incoming = state.activeJob(for: vm.name).map { $0.state == .running && $0.destination == id } ?? false
+                if incoming { continue }
+                if vm.node == nil && (vm.state == .stopped || vm.state == .pending) {
+                    report(.vmStarted(vm: vm.name, on: id, leaseTokens: []), &out)
+                } else if !issuedStops.contains(vm.name) {
+                    issuedStops.insert(vm.name)
+                    out.append(.stopVM(vm.name, reason: "the cluster runs \(vm.name) on \(state.nodeName(vm.node))"))
+                }
+                continue
+            }
+            let tokens = vm.spec.disks.map { state.leases[$0]?.token ?? 0 }
+            switch vm.state {
+            case .starting where here:
+                report(.vmStarted(vm: vm.name, on: id, leaseTokens: tokens), &out)
+            case .starting where !issuedStarts.contains(vm.name):
+                guard vm.spec.disks.allSatisfy({ state.leases[$0]?.holders.contains(id) ?? false }) else {
+                    out.append(.log("not starting \(vm.name): this node does not hold all its disk leases"))
+                    continue
+                }
+                issuedStarts.insert(vm.name)
+                out.append(.startVM(vm.spec, leaseTokens: tokens))
+            case .running where !here, .migrating where !here:
+                if let job = state.activeJob(for: vm.name), let downtime = completedMigrations[job.id] {
+                    report(.migrationFinished(job: job.id, downtimeMs: downtime), &out)
+                } else if !issuedStarts.contains(vm.name) {
+                    report(.vmStopped(vm: vm.name, on: id, crashed: true), &out)
+                }
+            case .stopping where here:
+                if !issuedStops.contains(vm.name) {
+                    issuedStops.insert(vm.name)
+                    out.append(.stopVM(vm.name, reason: "operator stop"))
+                }
+            case .stopping:
+                report(.vmStopped(vm: vm.name, on: id, crashed: false), &out)
+            default:
+                break
+            }
+        }
+        for job in state.sortedJobs where job.source == id {
+            if job.state == .running, let vm = state.vms[job.vm], completedMigrations[job.id] == nil {
+                if let bw = issuedMigrations[job.id] {
+                    if bw != job.bandwidthMiBps {
+                        issuedMigrations[job.id] = job.bandwidthMiBps
+                        out.append(.setMigrationBandwidth(job: job.id, vm: job.vm, MiBps: job.bandwidthMiBps))
+                    }
+                } else if !abortedMigrations.contains(job.id) {
+                    issuedMigrations[job.id] = job.bandwidthMiBps
+                    out.append(.migrateVM(job, vm.spec, destinationName: state.nodeName(job.destination)))
+                }
+            } else if job.state == .failed, issuedMigrations[job.id] != nil, !abortedMigrations.contains(job.id) {
+                abortedMigrations.insert(job.id)
+                out.append(.abortMigration(job: job.id, vm: job.vm))
+            }
+        }
+    }
+
+    /// Multicasts a fact once per membership (a lost one is re-sent after the next change).
+    private mutating func report(_ fact: Command, _ out: inout [Directive]) {
+        let key = "\(fact)"
+        guard !sentFacts.contains(key) else { return }
+        sentFacts.insert(key)
+        send(.command(fact), &out)
+    }
+
+    // MARK: coordination
+
+    private mutating func coordinate(_ out: inout [Directive]) {
+        guard isCoordinator, outstanding.isEmpty else { return }
+        let context = Coordinator.Context(now: now, leftAt: leftAt, fenceConfirmed: fenceConfirmed)
+        for command in Coordinator.plan(state, context) { send(.command(command), &out) }
+    }
+}

@@ -1,0 +1,74 @@
+/// One multicast message between agents: who sent it, their sequence number, and the body.
+public struct Envelope: Codable, Sendable, Equatable {
+    public var origin: NodeID
+    public var sequence: UInt64
+    public var body: Body
+
+    public enum Body: Codable, Sendable, Equatable {
+        case command(Command)
+        /// A member's (epoch, digest) at the start of a state sync.
+        case syncOffer(SyncOffer)
+        /// The sync winner's state, sent when some member's digest differs.
+        case snapshot(ClusterState, view: String)
+    }
+
+    public init(origin: NodeID, sequence: UInt64, body: Body) {
+        self.origin = origin
+        self.sequence = sequence
+        self.body = body
+    }
+}
+
+public struct SyncOffer: Codable, Sendable, Equatable {
+    /// Fingerprint of the membership the offer was made in; offers of other views are ignored.
+    public var view: String
+    public var epoch: UInt64
+    public var digest: String
+}
+
+/// What the node agent feeds into the core, in arrival order.
+public enum Input: Sendable {
+    /// A Corosync configuration change; `quorate` is computed the same way on every member.
+    case membership(members: [NodeID], quorate: Bool)
+    /// A message in Corosync's agreed order (our own included).
+    case delivered(Envelope)
+    /// Time passed; sent every ~100 ms.
+    case tick
+    /// An operator request from the control socket; answered by a `.reply` directive.
+    case request(id: UInt64, OperatorRequest, whatIf: Bool)
+    /// Something this node's hypervisor reported.
+    case hypervisor(HypervisorEvent)
+    /// The configured fence agent finished for a node.
+    case fenceAgentResult(NodeID, fenced: Bool)
+}
+
+/// What this node's hypervisor says happened, in its own words.
+public enum HypervisorEvent: Sendable, Equatable {
+    /// The VM runs here now (started here, or arrived by migration).
+    case running(String)
+    case stopped(String, crashed: Bool)
+    case migrationProgress(job: Int, MigrationProgress)
+    /// Switchover done: the VM left this node for the destination.
+    case migrationCompleted(job: Int, vm: String, downtimeMs: Int)
+    case migrationFailed(job: Int, reason: String)
+    /// Everything running here (at start-up, to reconcile).
+    case inventory([String])
+}
+
+/// What the core asks its shell to do.
+public enum Directive: Sendable, Equatable {
+    /// Multicast with agreed ordering to the whole group.
+    case broadcast(Envelope)
+    case startVM(VMSpec, leaseTokens: [UInt64])
+    case stopVM(String, reason: String)
+    case migrateVM(MigrationJob, VMSpec, destinationName: String)
+    case setMigrationBandwidth(job: Int, vm: String, MiBps: Int)
+    case abortMigration(job: Int, vm: String)
+    case runFenceAgent(NodeID, name: String)
+    /// The self-fence lease now runs until this local time: keep the watchdog fed until then.
+    case renewLease(until: Millis)
+    case reply(id: UInt64, RequestReply)
+    /// The replicated state changed: persist it (the shell may batch).
+    case stateChanged
+    case log(String)
+}

@@ -1,0 +1,80 @@
+/// Whether the cluster can reach a node, and whether its VMs are known to be off.
+public enum NodeHealth: String, Codable, Sendable, Equatable {
+    /// In the quorate membership.
+    case up
+    /// Left the membership while holding VMs or leases: nothing may restart them until fenced.
+    case fencing
+    /// Known to run nothing: its self-fence lease expired or a fence agent confirmed it off.
+    case fenced
+    /// Out of the membership and holding nothing, so there is nothing to fence.
+    case down
+}
+
+/// What the operator asked of a node. Kept separate from health so a drained node that
+/// crashes and returns is still drained.
+public enum NodeAdmin: String, Codable, Sendable, Equatable {
+    case active, paused, draining, drained
+}
+
+/// The state shown to operators: health first, then the administrative state.
+public enum NodeState: String, Codable, Sendable, Equatable {
+    case up, paused, draining, drained, down, fencing, fenced
+}
+
+/// A registered cluster member and what it offers.
+public struct Node: Codable, Sendable, Equatable {
+    public var id: NodeID
+    public var name: String
+    public var capacity: Capacity
+    public var health: NodeHealth
+    public var admin: NodeAdmin
+    /// Measured link bandwidth (MiB/s) of this node's migration network; 0 until measured.
+    public var linkMiBps: Int
+    /// Why the last drain of this node stopped, one line per VM; empty when it did not fail.
+    public var drainFailures: [String]
+    /// Jobs numbered from here on belong to the current drain (counts its failed attempts).
+    public var drainFirstJob: Int
+
+    public init(id: NodeID, name: String, capacity: Capacity, linkMiBps: Int = 0) {
+        self.id = id
+        self.name = name
+        self.capacity = capacity
+        self.health = .up
+        self.admin = .active
+        self.linkMiBps = linkMiBps
+        self.drainFailures = []
+        self.drainFirstJob = 0
+    }
+
+    public var state: NodeState {
+        switch health {
+        case .fencing: return .fencing
+        case .fenced: return .fenced
+        case .down: return .down
+        case .up:
+            switch admin {
+            case .active: return .up
+            case .paused: return .paused
+            case .draining: return .draining
+            case .drained: return .drained
+            }
+        }
+    }
+
+    /// New VMs (placement, failover, migration targets) may go here.
+    public var acceptsVMs: Bool { health == .up && admin == .active }
+}
+
+/// What a node announces about itself when it joins.
+public struct NodeSpec: Codable, Sendable, Equatable {
+    public var id: NodeID
+    public var name: String
+    public var capacity: Capacity
+    public var linkMiBps: Int
+    public init(id: NodeID, name: String, capacity: Capacity, linkMiBps: Int = 0) {
+        self.id = id
+        self.name = name
+        self.capacity = capacity
+        self.linkMiBps = linkMiBps
+    }
+}

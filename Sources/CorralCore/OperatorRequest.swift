@@ -1,0 +1,161 @@
+/// What an operator (or a patch run) asks of the cluster, in names rather than ids.
+public enum OperatorRequest: Codable, Sendable, Equatable {
+    case addVM(VMSpec, start: Bool)
+    case removeVM(String)
+    case startVM(String)
+    case stopVM(String)
+    /// `to` nil lets placement choose.
+    case moveVM(String, to: String?)
+    case drainNode(String)
+    case pauseNode(String)
+    case resumeNode(String, failback: Bool)
+    case setConfig(key: String, value: String)
+}
+
+/// The answer to a request.
+public enum RequestReply: Codable, Sendable, Equatable {
+    case done(String)
+    case refused(String)
+    /// What a `--what-if` request would do, one step per line; nothing was changed.
+    case plan([String])
+}
+
+/// Turns a request into the one command that carries it out, or a specific refusal.
+/// Nothing is broadcast for a refused request, so a bad request changes nothing.
+public enum RequestPlanner {
+    public static let configKeys = ["migration.max-per-node", "migration.max-cluster", "migration.reserve-mbps",
+                                    "migration.auto-tune", "migration.stream-mbps", "migration.max-attempts"]
+
+    public static func command(for request: OperatorRequest, in state: ClusterState) -> Result<Command, RequestRefusal> {
+        switch request {
+        case let .addVM(spec, start):
+            if state.vms[spec.name] != nil { return .failure("a VM named \(spec.name) already exists") }
+            if let problem = VMSpecValidation.problem(spec, state: state) { return .failure(.init(problem)) }
+            return .success(.addVM(spec, running: start, dirtyRateMiBps: 0))
+        case let .removeVM(name):
+            guard let vm = state.vms[name] else { return .failure(unknownVM(name)) }
+            guard [.stopped, .failed, .pending].contains(vm.state) else {
+                return .failure("VM \(name) is \(vm.state.rawValue); stop it before removing it")
+            }
+            return .success(.removeVM(name))
+        case let .startVM(name):
+            guard state.vms[name] != nil else { return .failure(unknownVM(name)) }
+            return .success(.startVM(name))
+        case let .stopVM(name):
+            guard let vm = state.vms[name] else { return .failure(unknownVM(name)) }
+            if vm.state == .migrating { return .failure("VM \(name) is migrating; wait for the migration to end") }
+            return .success(.stopVM(name))
+        case let .moveVM(name, to): return move(name, to: to, state: state)
+        case let .drainNode(name):
+            guard let node = state.node(named: name) else { return .failure(unknownNode(name, state)) }
+            guard node.health == .up else { return .failure("node \(name) is \(node.state.rawValue)") }
+            if node.admin == .draining || node.admin == .drained { return .failure("node \(name) is already \(node.admin.rawValue)") }
+            let plan = DrainPlanner.plan(state, node: node.id)
+            if !plan.unplaceable.isEmpty {
+                return .failure(.init("cannot drain \(name); nothing was changed:\n  " + plan.unplaceable.joined(separator: "\n  ")))
+            }
+            return .success(.drainNode(node.id))
+        case let .pauseNode(name):
+            guard let node = state.node(named: name) else { return .failure(unknownNode(name, state)) }
+            guard node.admin == .active else { return .failure("node \(name) is \(node.admin.rawValue)") }
+            return .success(.pauseNode(node.id))
+        case let .resumeNode(name, failback):
+            guard let node = state.node(named: name) else { return .failure(unknownNode(name, state)) }
+            guard node.admin != .active || failback else { return .failure("node \(name) is not paused, draining or drained") }
+            return .success(.resumeNode(node.id, failback: failback))
+        case let .setConfig(key, value): return config(key, value, state: state)
+        }
+    }
+
+    /// The plan a request would start, without starting it.
+    public static func whatIf(_ request: OperatorRequest, in state: ClusterState) -> Result<[String], RequestRefusal> {
+        switch command(for: request, in: state) {
+        case let .failure(refusal): return .failure(refusal)
+        case let .success(command):
+            var after = state
+            if case let .refused(why) = after.apply(command) { return .failure(.init(why)) }
+            var lines = ["would apply: \(describe(command, state))"]
+            let decisions = Coordinator.drains(after) + Coordinator.recovery(after)
+            for decision in decisions { _ = after.apply(decision) }
+            for decision in decisions + MigrationScheduler.decide(after) { lines.append("then: \(describe(decision, after))") }
+            return .success(lines)
+        }
+    }
+
+    /// One human line per command, with names instead of ids.
+    public static func describe(_ command: Command, _ state: ClusterState) -> String {
+        switch command {
+        case let .queueMigration(vm, to, purpose): "queue \(purpose.rawValue) migration of \(vm) to \(state.nodeName(to))"
+        case let .startMigration(id, bw):
+            "start migration \(id) (\(state.jobs[id].map { "\($0.vm) \(state.nodeName($0.source))→\(state.nodeName($0.destination))" } ?? "?")) at \(bw == 0 ? "uncapped" : "\(bw) MiB/s")"
+        case let .place(vm, node): "start \(vm) on \(state.nodeName(node))"
+        case let .drainNode(id): "drain \(state.nodeName(id))"
+        case let .resumeNode(id, failback): "resume \(state.nodeName(id))\(failback ? " with failback" : "")"
+        case let .moveVM(vm, to): "move \(vm) to \(state.nodeName(to))"
+        default: "\(command)"
+        }
+    }
+
+    private static func move(_ name: String, to: String?, state: ClusterState) -> Result<Command, RequestRefusal> {
+        guard let vm = state.vms[name] else { return .failure(unknownVM(name)) }
+        guard vm.state == .running, let from = vm.node else { return .failure("VM \(name) is \(vm.state.rawValue), not running") }
+        if state.activeJob(for: name) != nil { return .failure("VM \(name) already has a migration queued or running") }
+        let load = NodeLoad(state)
+        if let to {
+            guard let dest = state.node(named: to) else { return .failure(unknownNode(to, state)) }
+            if dest.id == from { return .failure("VM \(name) already runs on \(to)") }
+            guard dest.acceptsVMs else { return .failure("node \(to) is \(dest.state.rawValue) and takes no VMs") }
+            guard load.fits(vm.spec, on: dest, vcpuOvercommit: state.settings.placement.vcpuOvercommit) else {
+                return .failure("VM \(name) needs \(vm.spec.memoryMiB) MiB; \(to) has \(max(0, load.freeMemory(dest))) MiB free")
+            }
+            return .success(.moveVM(name, to: dest.id))
+        }
+        switch Placement.choose(vm.spec, state: state, load: load, candidates: Placement.candidates(state, excluding: from)) {
+        case let .success(dest): return .success(.moveVM(name, to: dest))
+        case let .failure(why): return .failure(.init("cannot move \(name): \(why)"))
+        }
+    }
+
+    private static func config(_ key: String, _ value: String, state: ClusterState) -> Result<Command, RequestRefusal> {
+        var m = state.settings.migration
+        func count() -> Int? { Int(value).flatMap { $0 >= 0 && $0 <= 1_000_000 ? $0 : nil } }
+        switch key {
+        case "migration.auto-tune":
+            guard value == "on" || value == "off" else { return .failure("migration.auto-tune takes on or off, not \(value)") }
+            m.autoTune = value == "on"
+        case "migration.max-per-node", "migration.max-cluster", "migration.reserve-mbps", "migration.stream-mbps", "migration.max-attempts":
+            guard let n = count() else { return .failure("\(key) takes a whole number ≥ 0, not \(value)") }
+            switch key {
+            case "migration.max-per-node": m.maxPerNode = n
+            case "migration.max-cluster": m.maxCluster = n
+            case "migration.reserve-mbps": m.reserveMiBps = Units.mibps(megabits: n)
+            case "migration.stream-mbps": m.streamMiBps = Units.mibps(megabits: n)
+            default:
+                guard n >= 1 else { return .failure("migration.max-attempts must be at least 1") }
+                m.maxAttempts = n
+            }
+        default:
+            return .failure(.init("unknown setting \(key); known: \(configKeys.joined(separator: ", "))"))
+        }
+        return .success(.setMigrationSettings(m))
+    }
+
+    private static func unknownVM(_ name: String) -> RequestRefusal { .init("no VM named \(name)") }
+    private static func unknownNode(_ name: String, _ state: ClusterState) -> RequestRefusal {
+        .init("no node named \(name) (nodes: \(state.sortedNodes.map(\.name).joined(separator: ", ")))")
+    }
+}
+
+/// A refused request: the message is shown to the operator as is.
+public struct RequestRefusal: Error, Sendable, Equatable, ExpressibleByStringInterpolation, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public init(stringLiteral value: String) { self.message = value }
+    public var description: String { message }
+}
+
+/// Conversions between the units operators type and the ones the core computes in.
+public enum Units {
+    /// Megabits per second (network units) to MiB/s, rounded down.
+    public static func mibps(megabits: Int) -> Int { megabits * 1_000_000 / 8 / 1_048_576 }
+}

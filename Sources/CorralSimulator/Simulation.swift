@@ -1,0 +1,428 @@
+import CorralCore
+
+/// A seeded discrete-event simulation of a whole cluster: every node runs the real
+/// `CorralNode`; the group layer delivers multicasts in one total order per membership view
+/// (virtual synchrony: a message is delivered to all members of its view or to none);
+/// hypervisors start, stop and migrate VMs over shared links; faults come from the scenario.
+/// Invariants (DESIGN §3) are checked at every step by `InvariantChecker`.
+public final class Simulation {
+    enum Event {
+        case tick(NodeID, incarnation: Int)
+        case deliver(view: Int, Envelope)
+        case reconfigure
+        case hypervisor(NodeID, incarnation: Int, HypervisorEvent)
+        case vmBooted(NodeID, incarnation: Int, vm: String, attempt: Int)
+        case vmHalted(NodeID, incarnation: Int, vm: String, crashed: Bool)
+        case migrationStep
+        case scripted(ScenarioEvent.Action)
+        case leaseCheck(NodeID, incarnation: Int, until: Millis)
+        case fenceDone(coordinator: NodeID, incarnation: Int, target: NodeID)
+    }
+
+    struct Host {
+        var core: CorralNode
+        var config: Scenario.NodeConfig
+        var alive = true
+        var hung = false
+        var incarnation = 0
+        var partition = 0
+        var view: Int?
+        /// Hypervisor truth: the VMs this host runs.
+        var running: Set<String> = []
+        var booting: [String: Int] = [:]
+        var leaseUntil: Millis?
+    }
+
+    public let scenario: Scenario
+    public let seed: UInt64
+    var rng: SplitMix64
+    var now: Int64 = 0
+    var queue = EventQueue<Event>()
+    var hosts: [NodeID: Host] = [:]
+    var views: [Int: [NodeID]] = [:]
+    var nextView = 1
+    var nextAttempt = 1
+    var network = MigrationNetwork()
+    var migrationStepScheduled = false
+    var report: SimulationReport
+    var checker = InvariantChecker()
+    var dirtyRates: [String: Int] = [:]
+    var timelineState: [String: String] = [:]
+
+    public init(scenario: Scenario, seed: UInt64) {
+        self.scenario = scenario
+        self.seed = seed
+        self.rng = SplitMix64(seed: seed)
+        self.report = SimulationReport(scenario: scenario.name, seed: seed)
+        var state = ClusterState(settings: scenario.settings)
+        for (i, n) in scenario.nodes.enumerated() {
+            let id = NodeID(i + 1)
+            _ = state.apply(.registerNode(NodeSpec(id: id, name: n.name, capacity: n.capacity, linkMiBps: n.linkMiBps)))
+        }
+        for vm in scenario.vms {
+            dirtyRates[vm.spec.name] = vm.dirtyRateMiBps
+            _ = state.apply(.addVM(vm.spec, running: vm.running, dirtyRateMiBps: vm.dirtyRateMiBps))
+        }
+        for (i, n) in scenario.nodes.enumerated() {
+            let id = NodeID(i + 1)
+            let spec = NodeSpec(id: id, name: n.name, capacity: n.capacity, linkMiBps: n.linkMiBps)
+            hosts[id] = Host(core: CorralNode(spec: spec, state: state), config: n)
+            queue.push(.tick(id, incarnation: 0), at: Int64(i) * 7 % scenario.timing.tickMs)
+        }
+        queue.push(.reconfigure, at: 500)
+        for e in scenario.events { queue.push(.scripted(e.action), at: e.atMs) }
+    }
+
+    /// Runs to the scenario's end, then checks liveness and agreement.
+    public func run() -> SimulationReport {
+        while let next = queue.nextTime, next <= scenario.durationMs {
+            let (time, event) = queue.pop()!
+            now = time
+            handle(event)
+        }
+        now = scenario.durationMs
+        finish()
+        return report
+    }
+
+    var ids: [NodeID] { hosts.keys.sorted() }
+    func name(_ id: NodeID) -> String { hosts[id]?.config.name ?? "node\(id)" }
+    func id(named name: String) -> NodeID? { ids.first { hosts[$0]!.config.name == name } }
+
+    func note(_ text: String) { report.timeline.append(.init(atMs: now, text: text)) }
+    func violation(_ text: String) { report.violations.append(.init(atMs: now, text: text)) }
+
+    // MARK: event handling
+
+    private func handle(_ event: Event) {
+        switch event {
+        case let .tick(node, inc):
+            guard let h = hosts[node], h.alive, h.incarnation == inc else { return }
+            if !h.hung { step(node, .tick) }
+            queue.push(.tick(node, incarnation: inc), at: now + scenario.timing.tickMs)
+        case let .deliver(view, envelope): deliver(envelope, in: view)
+        case .reconfigure: reconfigure()
+        case let .hypervisor(node, inc, ev):
+            guard let h = hosts[node], h.alive, h.incarnation == inc, !h.hung else { return }
+            step(node, .hypervisor(ev))
+        case let .vmBooted(node, inc, vm, attempt): vmBooted(node, inc, vm, attempt)
+        case let .vmHalted(node, inc, vm, crashed):
+            guard hosts[node]?.incarnation == inc, hosts[node]!.running.remove(vm) != nil else { return }
+            note("\(vm) stopped on \(name(node))\(crashed ? " (crashed)" : "")")
+            queue.push(.hypervisor(node, incarnation: inc, .stopped(vm, crashed: crashed)), at: now)
+        case .migrationStep: migrationStep()
+        case let .scripted(action): perform(action)
+        case let .leaseCheck(node, inc, until): leaseCheck(node, inc, until)
+        case let .fenceDone(coordinator, inc, target):
+            if let h = hosts[target], h.alive { powerOff(target, why: "fenced by fence agent") }
+            guard hosts[coordinator]?.incarnation == inc else { return }
+            step(coordinator, .fenceAgentResult(target, fenced: true))
+        }
+        recordStateChanges()
+    }
+
+    /// Feeds one input to a node's core and carries out what it asks.
+    func step(_ node: NodeID, _ input: Input) {
+        guard var h = hosts[node], h.alive, !h.hung else { return }
+        let directives = h.core.step(input, now: now)
+        hosts[node] = h
+        report.coreSteps += 1
+        checker.afterStep(self, node)
+        for d in directives { execute(d, on: node) }
+    }
+
+    private func execute(_ directive: Directive, on node: NodeID) {
+        let h = hosts[node]!
+        switch directive {
+        case let .broadcast(envelope):
+            guard let view = h.view, views[view] != nil else { return }
+            queue.push(.deliver(view: view, envelope), at: now + scenario.timing.messageLatencyMs)
+        case let .startVM(spec, _):
+            checker.onStart(self, node, spec)
+            guard !h.running.contains(spec.name), h.booting[spec.name] == nil else { return }
+            let attempt = nextAttempt
+            nextAttempt += 1
+            hosts[node]!.booting[spec.name] = attempt
+            queue.push(.vmBooted(node, incarnation: h.incarnation, vm: spec.name, attempt: attempt), at: now + scenario.timing.vmStartMs)
+        case let .stopVM(vm, reason):
+            checker.onStop(self, node, vm, reason: reason)
+            hosts[node]!.booting[vm] = nil
+            if h.running.contains(vm) {
+                queue.push(.vmHalted(node, incarnation: h.incarnation, vm: vm, crashed: false), at: now + scenario.timing.vmStopMs)
+            }
+        case let .migrateVM(job, spec, _):
+            checker.onMigrate(self, node, job)
+            guard h.running.contains(spec.name), hosts[job.destination]?.alive == true else {
+                queue.push(.hypervisor(node, incarnation: h.incarnation, .migrationFailed(job: job.id, reason: "VM or destination not available")), at: now)
+                return
+            }
+            network.start(job: job.id, vm: spec.name, source: node, destination: job.destination, memoryMiB: spec.memoryMiB,
+                          dirtyMiBps: dirtyRates[spec.name] ?? 0, capMiBps: job.bandwidthMiBps,
+                          setupMs: Int64(scenario.settings.migration.setupMs))
+            scheduleMigrationStep()
+        case let .setMigrationBandwidth(job, _, bw):
+            network.setCap(job: job, bw)
+        case let .abortMigration(job, _):
+            if network.remove(job: job) != nil {
+                queue.push(.hypervisor(node, incarnation: h.incarnation, .migrationFailed(job: job, reason: "aborted")), at: now)
+            }
+        case let .runFenceAgent(target, _):
+            queue.push(.fenceDone(coordinator: node, incarnation: h.incarnation, target: target), at: now + 200)
+        case let .renewLease(until):
+            hosts[node]!.leaseUntil = until
+            queue.push(.leaseCheck(node, incarnation: h.incarnation, until: until), at: until)
+        case let .reply(_, reply):
+            switch reply {
+            case let .done(text): note("request done on \(name(node)): \(text)")
+            case let .refused(text): note("request refused on \(name(node)): \(text)")
+            case let .plan(lines): note("what-if on \(name(node)): \(lines.joined(separator: "; "))")
+            }
+        case .stateChanged, .log:
+            break
+        }
+    }
+
+    // MARK: group communication
+
+    private func deliver(_ envelope: Envelope, in view: Int) {
+        guard let members = views[view] else { return }
+        if case let .command(.declareFenced(target, method)) = envelope.body {
+            checker.onFenced(self, target, method: method)
+        }
+        for member in members where hosts[member]?.view == view {
+            step(member, .delivered(envelope))
+        }
+    }
+
+    /// Forms new memberships from who is alive and who can reach whom, like Corosync after
+    /// its token times out. Unchanged groups keep their view.
+    func reconfigure() {
+        var groups: [Int: [NodeID]] = [:]
+        for id in ids where hosts[id]!.alive && !hosts[id]!.hung { groups[hosts[id]!.partition, default: []].append(id) }
+        var current: [Int: [NodeID]] = [:]
+        for key in groups.keys.sorted() {
+            let members = groups[key]!
+            if let existing = hosts[members[0]]!.view, views[existing] == members,
+               members.allSatisfy({ hosts[$0]!.view == existing }) {
+                current[existing] = members
+                continue
+            }
+            let view = nextView
+            nextView += 1
+            current[view] = members
+            for m in members { hosts[m]!.view = view }
+        }
+        let changed = current.keys.filter { views[$0] == nil }.sorted()
+        views = current
+        for id in ids where hosts[id]!.view.map({ current[$0] == nil }) ?? false { hosts[id]!.view = nil }
+        for view in changed {
+            let members = current[view]!
+            let quorate = members.count * 2 > scenario.nodes.count
+            note("membership [\(members.map(name).joined(separator: " "))]\(quorate ? "" : " (no quorum)")")
+            for m in members { step(m, .membership(members: members, quorate: quorate)) }
+        }
+    }
+
+    // MARK: hypervisors
+
+    private func vmBooted(_ node: NodeID, _ inc: Int, _ vm: String, _ attempt: Int) {
+        guard var h = hosts[node], h.alive, h.incarnation == inc, h.booting[vm] == attempt else { return }
+        h.booting[vm] = nil
+        h.running.insert(vm)
+        hosts[node] = h
+        checker.onRunning(self, vm, on: node)
+        note("\(vm) started on \(name(node))")
+        queue.push(.hypervisor(node, incarnation: inc, .running(vm)), at: now)
+    }
+
+    private func scheduleMigrationStep() {
+        guard !migrationStepScheduled else { return }
+        migrationStepScheduled = true
+        queue.push(.migrationStep, at: now + scenario.timing.migrationStepMs)
+    }
+
+    private func migrationStep() {
+        migrationStepScheduled = false
+        let reserve = Double(scenario.settings.migration.reserveMiBps)
+        let outcomes = network.step(dt: scenario.timing.migrationStepMs, timing: scenario.timing,
+                                    link: { Double(self.hosts[$0]!.config.linkMiBps) - reserve },
+                                    reachable: { self.reachable($0, $1) })
+        for outcome in outcomes {
+            switch outcome {
+            case let .progress(f):
+                let inc = hosts[f.source]!.incarnation
+                let p = MigrationProgress(totalMiB: Int(f.memoryMiB), remainingMiB: Int(f.roundLeftMiB + f.dirtiedMiB),
+                                          rateMiBps: Int(f.rateMiBps), dirtyRateMiBps: Int(f.dirtyMiBps))
+                queue.push(.hypervisor(f.source, incarnation: inc, .migrationProgress(job: f.job, p)), at: now)
+            case let .completed(f):
+                // Switchover: the guest leaves the source and runs on the destination at one instant.
+                hosts[f.source]!.running.remove(f.vm)
+                hosts[f.destination]!.running.insert(f.vm)
+                checker.onRunning(self, f.vm, on: f.destination)
+                report.completedMigrations += 1
+                report.totalDowntimeMs += f.downtimeMs
+                note("\(f.vm) migrated \(name(f.source))→\(name(f.destination)) (\(f.rounds) rounds, downtime \(Int(f.downtimeMs)) ms)")
+                queue.push(.hypervisor(f.source, incarnation: hosts[f.source]!.incarnation,
+                                       .migrationCompleted(job: f.job, vm: f.vm, downtimeMs: Int(f.downtimeMs))), at: now)
+                queue.push(.hypervisor(f.destination, incarnation: hosts[f.destination]!.incarnation, .running(f.vm)), at: now)
+            case let .failed(f, reason):
+                report.failedMigrations += 1
+                note("migration of \(f.vm) \(name(f.source))→\(name(f.destination)) failed: \(reason)")
+                queue.push(.hypervisor(f.source, incarnation: hosts[f.source]!.incarnation,
+                                       .migrationFailed(job: f.job, reason: reason)), at: now)
+            }
+        }
+        if !network.isEmpty { scheduleMigrationStep() }
+    }
+
+    func reachable(_ a: NodeID, _ b: NodeID) -> Bool {
+        guard let x = hosts[a], let y = hosts[b] else { return false }
+        return x.alive && y.alive && !x.hung && !y.hung && x.partition == y.partition
+    }
+
+    private func leaseCheck(_ node: NodeID, _ inc: Int, _ until: Millis) {
+        guard let h = hosts[node], h.alive, h.incarnation == inc, h.leaseUntil == until else { return }
+        guard !h.running.isEmpty || !h.booting.isEmpty else { return }
+        if h.hung {
+            powerOff(node, why: "watchdog reset (hung past its lease)")
+        } else {
+            violation("\(name(node)) still runs \(h.running.sorted().joined(separator: ",")) after its lease expired")
+            powerOff(node, why: "watchdog reset")
+        }
+    }
+
+    // MARK: faults and requests
+
+    func perform(_ action: ScenarioEvent.Action) {
+        let t = scenario.timing
+        switch action {
+        case let .crash(n):
+            guard let id = id(named: n), hosts[id]!.alive else { return }
+            powerOff(id, why: "crash")
+        case let .powerOn(n):
+            guard let id = id(named: n), !hosts[id]!.alive else { return }
+            var h = hosts[id]!
+            h.alive = true
+            h.hung = false
+            h.incarnation += 1
+            h.core = CorralNode(spec: h.core.spec, state: h.core.state)
+            hosts[id] = h
+            note("power on \(n)")
+            queue.push(.tick(id, incarnation: h.incarnation), at: now + t.tickMs)
+            queue.push(.reconfigure, at: now + t.detectionMs)
+        case let .partition(groups):
+            for (i, group) in groups.enumerated() {
+                for n in group { if let id = id(named: n) { hosts[id]!.partition = i + 1 } }
+            }
+            note("partition \(groups.map { $0.joined(separator: ",") }.joined(separator: " | "))")
+            queue.push(.reconfigure, at: now + t.detectionMs)
+        case .heal:
+            for id in ids { hosts[id]!.partition = 0 }
+            note("heal network")
+            queue.push(.reconfigure, at: now + t.detectionMs)
+        case let .hang(n):
+            guard let id = id(named: n), hosts[id]!.alive, !hosts[id]!.hung else { return }
+            hosts[id]!.hung = true
+            note("hang \(n) (SIGSTOP)")
+            let h = hosts[id]!
+            queue.push(.leaseCheck(id, incarnation: h.incarnation, until: h.leaseUntil ?? now), at: max(now, h.leaseUntil ?? now))
+            queue.push(.reconfigure, at: now + t.detectionMs)
+        case let .resume(n):
+            guard let id = id(named: n), hosts[id]!.hung else { return }
+            hosts[id]!.hung = false
+            note("resume \(n) (SIGCONT)")
+            queue.push(.reconfigure, at: now + t.detectionMs / 2)
+        case let .crashVM(vm):
+            guard let host = ids.first(where: { hosts[$0]!.running.contains(vm) }) else { return }
+            note("\(vm) crashes")
+            queue.push(.vmHalted(host, incarnation: hosts[host]!.incarnation, vm: vm, crashed: true), at: now)
+        case let .request(request, via):
+            let target = via.flatMap(id(named:)) ?? ids.first { hosts[$0]!.alive && !hosts[$0]!.hung }
+            guard let target else { return }
+            note("request \(describe(request)) via \(name(target))")
+            step(target, .request(id: UInt64(now), request, whatIf: false))
+        }
+    }
+
+    func powerOff(_ node: NodeID, why: String) {
+        var h = hosts[node]!
+        note("\(name(node)) off: \(why)\(h.running.isEmpty ? "" : " (VMs lost: \(h.running.sorted().joined(separator: ",")))")")
+        h.alive = false
+        h.hung = false
+        h.running = []
+        h.booting = [:]
+        h.view = nil
+        h.leaseUntil = nil
+        h.incarnation += 1
+        hosts[node] = h
+        for f in network.removeAll(touching: node) where f.source != node {
+            report.failedMigrations += 1
+            queue.push(.hypervisor(f.source, incarnation: hosts[f.source]!.incarnation,
+                                   .migrationFailed(job: f.job, reason: "destination \(name(node)) went down")), at: now + scenario.timing.keepaliveMs)
+        }
+        queue.push(.reconfigure, at: now + scenario.timing.detectionMs)
+    }
+
+    private func describe(_ request: OperatorRequest) -> String {
+        switch request {
+        case let .addVM(spec, _): "add-vm \(spec.name)"
+        case let .removeVM(vm): "remove-vm \(vm)"
+        case let .startVM(vm): "start \(vm)"
+        case let .stopVM(vm): "stop \(vm)"
+        case let .moveVM(vm, to): "move \(vm) to \(to ?? "best node")"
+        case let .drainNode(n): "drain \(n)"
+        case let .pauseNode(n): "pause \(n)"
+        case let .resumeNode(n, failback): "resume \(n)\(failback ? " --failback" : "")"
+        case let .setConfig(key, value): "config \(key)=\(value)"
+        }
+    }
+
+    // MARK: observation
+
+    /// The state of the quorate coordinator, the cluster's authoritative view right now.
+    var authority: CorralNode? {
+        ids.lazy.compactMap { self.hosts[$0] }.first { $0.alive && !$0.hung && $0.core.isCoordinator }?.core
+    }
+
+    private func recordStateChanges() {
+        guard let core = authority else { return }
+        for node in core.state.sortedNodes {
+            let key = "node:" + node.name
+            let value = node.state.rawValue
+            if timelineState[key] != value {
+                timelineState[key] = value
+                note("\(node.name) is \(value)\(node.drainFailures.isEmpty ? "" : ": " + node.drainFailures.joined(separator: "; "))")
+                report.nodeStateTimes["\(node.name):\(value)"] = report.nodeStateTimes["\(node.name):\(value)"] ?? now
+            }
+        }
+        for vm in core.state.sortedVMs where vm.state == .pending || vm.state == .failed {
+            let key = "vm:" + vm.name
+            let value = "\(vm.state.rawValue): \(vm.reason)"
+            if timelineState[key] != value {
+                timelineState[key] = value
+                note("\(vm.name) \(value)")
+            }
+        }
+        for vm in core.state.vms.keys where core.state.vms[vm]!.state != .pending && core.state.vms[vm]!.state != .failed {
+            timelineState["vm:" + vm] = nil
+        }
+    }
+
+    private func finish() {
+        checker.atEnd(self)
+        report.endMs = now
+        let vmNames = Set(scenario.vms.map(\.spec.name)).union(authority?.state.vms.keys.map { $0 } ?? [])
+        report.placement = vmNames.sorted().map { vm in
+            (vm, ids.filter { hosts[$0]!.running.contains(vm) }.map(name).joined(separator: ",").nonEmpty ?? "-")
+        }
+        report.nodeStates = ids.map { id in
+            let h = hosts[id]!
+            let state = authority?.state.nodes[id]?.state.rawValue ?? "?"
+            return (name(id), h.alive ? state : "off (\(state))")
+        }
+    }
+}
+
+extension String {
+    var nonEmpty: String? { isEmpty ? nil : self }
+}
