@@ -23,12 +23,13 @@ public struct CorralNode: Sendable {
     private var outstanding: Set<UInt64> = []
     private var pendingReplies: [UInt64: UInt64] = [:]
     private var heartbeatSentAt: [UInt64: Millis] = [:]
-    private var lastHeartbeat: Millis = .min
+    private var lastHeartbeat: Millis?
     private var issuedStarts: Set<String> = []
     private var issuedStops: Set<String> = []
     private var issuedMigrations: [Int: Int] = [:]
     private var abortedMigrations: Set<Int> = []
     private var completedMigrations: [Int: Int] = [:]
+    private var failedMigrations: [Int: String] = [:]
     private var sentFacts: Set<String> = []
     private var leftAt: [NodeID: Millis] = [:]
     private var fenceAsked: Set<NodeID> = []
@@ -42,7 +43,7 @@ public struct CorralNode: Sendable {
 
     public var isCoordinator: Bool { quorate && !syncing && members.first == id }
     /// May this node change shared state and act on its VMs right now?
-    public var canAct: Bool { quorate && !syncing && (leaseExpiry ?? .min) > now }
+    public var canAct: Bool { quorate && !syncing && leaseExpiry.map { $0 > now } ?? false }
 
     public mutating func step(_ input: Input, now: Millis) -> [Directive] {
         self.now = max(self.now, now)
@@ -167,7 +168,7 @@ public struct CorralNode: Sendable {
     // MARK: time, lease and self-fencing
 
     private mutating func onTick(_ out: inout [Directive]) {
-        if quorate && !syncing && now - lastHeartbeat >= Millis(state.settings.recovery.heartbeatMs) {
+        if quorate && !syncing && lastHeartbeat.map({ now - $0 >= Millis(state.settings.recovery.heartbeatMs) }) ?? true {
             sendHeartbeat(&out)
         }
         if isCoordinator && state.settings.recovery.fenceAgent {
@@ -190,7 +191,7 @@ public struct CorralNode: Sendable {
     /// Without quorum, or with a lease about to run out (Corosync silent), stop every VM here:
     /// the quorate side restarts them once the lease is over.
     private mutating func selfFenceIfNeeded(_ out: inout [Directive]) {
-        let leaseEnding = (leaseExpiry ?? .min) - leaseGuard <= now
+        let leaseEnding = leaseExpiry.map { $0 - leaseGuard <= now } ?? true
         guard !quorate || leaseEnding else { return }
         for vm in localVMs.sorted() where !issuedStops.contains(vm) {
             issuedStops.insert(vm)
@@ -244,7 +245,7 @@ public struct CorralNode: Sendable {
             completedMigrations[job] = downtime
         case let .migrationFailed(job, reason):
             issuedMigrations[job] = nil
-            if canAct, state.jobs[job]?.isActive == true { send(.command(.migrationFailed(job: job, reason: reason)), &out) }
+            failedMigrations[job] = reason
         }
     }
 
@@ -292,8 +293,10 @@ public struct CorralNode: Sendable {
                 break
             }
         }
-        for job in state.sortedJobs where job.source == id {
-            if job.state == .running, let vm = state.vms[job.vm], completedMigrations[job.id] == nil {
+        for job in state.jobs.values.filter({ $0.source == id && ($0.state == .running || issuedMigrations[$0.id] != nil) }).sorted(by: { $0.id < $1.id }) {
+            if job.state == .running, let reason = failedMigrations[job.id] {
+                report(.migrationFailed(job: job.id, reason: reason), &out)
+            } else if job.state == .running, let vm = state.vms[job.vm], completedMigrations[job.id] == nil {
                 if let bw = issuedMigrations[job.id] {
                     if bw != job.bandwidthMiBps {
                         issuedMigrations[job.id] = job.bandwidthMiBps
@@ -308,6 +311,17 @@ public struct CorralNode: Sendable {
                 out.append(.abortMigration(job: job.id, vm: job.vm))
             }
         }
+        forgetSettledMigrations()
+    }
+
+    /// Forgets local migration outcomes once the replicated state has recorded them.
+    private mutating func forgetSettledMigrations() {
+        let jobs = state.jobs
+        let issued = issuedMigrations
+        func running(_ job: Int) -> Bool { jobs[job]?.state == .running }
+        completedMigrations = completedMigrations.filter { running($0.key) }
+        failedMigrations = failedMigrations.filter { running($0.key) }
+        abortedMigrations = abortedMigrations.filter { running($0) || issued[$0] != nil }
     }
 
     /// Multicasts a fact once per membership (a lost one is re-sent after the next change).

@@ -48,6 +48,9 @@ public final class Simulation {
     var checker = InvariantChecker()
     var dirtyRates: [String: Int] = [:]
     var timelineState: [String: String] = [:]
+    /// Bounds every run: a livelock becomes a reported violation instead of a hang.
+    let eventBudget = 3_000_000
+    var messageKinds: [String: Int] = [:]
 
     public init(scenario: Scenario, seed: UInt64) {
         self.scenario = scenario
@@ -75,7 +78,14 @@ public final class Simulation {
 
     /// Runs to the scenario's end, then checks liveness and agreement.
     public func run() -> SimulationReport {
+        var budget = eventBudget
         while let next = queue.nextTime, next <= scenario.durationMs {
+            budget -= 1
+            guard budget > 0 else {
+                let top = messageKinds.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.prefix(3)
+                violation("event budget of \(eventBudget) exhausted (livelock?); most sent: \(top.map { "\($0.key)×\($0.value)" }.joined(separator: ", "))")
+                break
+            }
             let (time, event) = queue.pop()!
             now = time
             handle(event)
@@ -123,9 +133,9 @@ public final class Simulation {
 
     /// Feeds one input to a node's core and carries out what it asks.
     func step(_ node: NodeID, _ input: Input) {
-        guard var h = hosts[node], h.alive, !h.hung else { return }
-        let directives = h.core.step(input, now: now)
-        hosts[node] = h
+        guard let h = hosts[node], h.alive, !h.hung else { return }
+        // Mutate in place: a copy would duplicate the whole state on every write.
+        let directives = hosts[node]!.core.step(input, now: now)
         report.coreSteps += 1
         checker.afterStep(self, node)
         for d in directives { execute(d, on: node) }
@@ -136,6 +146,7 @@ public final class Simulation {
         switch directive {
         case let .broadcast(envelope):
             guard let view = h.view, views[view] != nil else { return }
+            if case let .command(c) = envelope.body { messageKinds[String("\(c)".prefix { $0 != "(" }), default: 0] += 1 }
             queue.push(.deliver(view: view, envelope), at: now + scenario.timing.messageLatencyMs)
         case let .startVM(spec, _):
             checker.onStart(self, node, spec)

@@ -1,0 +1,35 @@
+import CCorosync
+import Glibc
+
+/// Cluster facts read from Corosync's configuration map (cmap), so the agent takes them from the
+/// running cluster instead of parsing corosync.conf itself.
+public enum CorosyncConfig {
+    /// - `clusterName`: `totem.cluster_name`.
+    /// - `tokenTimeoutMs`: `runtime.config.totem.token`, the effective token timeout after
+    ///   `token_coefficient` is applied (what failure detection really uses), else the configured
+    ///   `totem.token`; nil if neither is set.
+    /// - `nodeID`: `runtime.votequorum.this_node_id` (requires the votequorum provider).
+    public static func read() throws(CorosyncError) -> (clusterName: String, tokenTimeoutMs: UInt32?, nodeID: UInt32) {
+        var handle = cmap_handle_t()
+        try retryingTransient("cmap_initialize") { cmap_initialize(&handle) }
+        defer { cmap_finalize(handle) }
+
+        var rawName: UnsafeMutablePointer<CChar>?
+        try retryingTransient("cmap_get_string(totem.cluster_name)") {
+            cmap_get_string(handle, "totem.cluster_name", &rawName)
+        }
+        defer { free(rawName) }
+        let clusterName = rawName.map { String(cString: $0) } ?? ""
+
+        var token: UInt32 = 0
+        let tokenTimeoutMs: UInt32? =
+            cmap_get_uint32(handle, "runtime.config.totem.token", &token) == CS_OK
+            || cmap_get_uint32(handle, "totem.token", &token) == CS_OK ? token : nil
+
+        var nodeID: UInt32 = 0
+        try retryingTransient("cmap_get_uint32(runtime.votequorum.this_node_id)") {
+            cmap_get_uint32(handle, "runtime.votequorum.this_node_id", &nodeID)
+        }
+        return (clusterName, tokenTimeoutMs, nodeID)
+    }
+}
