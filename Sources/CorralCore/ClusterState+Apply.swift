@@ -1,6 +1,13 @@
 /// The replicated state machine: one deterministic transition per command.
 extension ClusterState {
     public mutating func apply(_ command: Command) -> ApplyOutcome {
+        if case .heartbeat = command { return .applied }
+        let outcome = transition(command)
+        if outcome == .applied { version += 1 }
+        return outcome
+    }
+
+    private mutating func transition(_ command: Command) -> ApplyOutcome {
         switch command {
         case let .addVM(spec, running, dirty): return addVM(spec, running: running, dirty: dirty)
         case let .removeVM(name): return removeVM(name)

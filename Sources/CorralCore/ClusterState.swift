@@ -3,6 +3,9 @@
 public struct ClusterState: Sendable, Equatable {
     /// Grows by one each time a quorate membership completes a state sync; the highest wins a sync.
     public var epoch: UInt64 = 0
+    /// Commands applied (heartbeats aside); orders two states of the same epoch, the longer
+    /// history winning (a node restarted from a file that lags its last few commands loses).
+    public var version: UInt64 = 0
     public var nodes: [NodeID: Node] = [:]
     public var vms: [String: VirtualMachine] = [:]
     public var jobs: [Int: MigrationJob] = [:]
@@ -40,7 +43,7 @@ public struct ClusterState: Sendable, Equatable {
 
 extension ClusterState: Codable {
     enum CodingKeys: String, CodingKey {
-        case epoch, nodes, vms, jobs, leases, settings, nextJobID, nextToken
+        case epoch, version, nodes, vms, jobs, leases, settings, nextJobID, nextToken
     }
 
     /// Collections are written as arrays sorted by key so that the bytes (and the digest)
@@ -48,6 +51,7 @@ extension ClusterState: Codable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(epoch, forKey: .epoch)
+        try c.encode(version, forKey: .version)
         try c.encode(sortedNodes, forKey: .nodes)
         try c.encode(sortedVMs, forKey: .vms)
         try c.encode(sortedJobs, forKey: .jobs)
@@ -60,6 +64,7 @@ extension ClusterState: Codable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         epoch = try c.decode(UInt64.self, forKey: .epoch)
+        version = try c.decode(UInt64.self, forKey: .version)
         settings = try c.decode(ClusterSettings.self, forKey: .settings)
         nextJobID = try c.decode(Int.self, forKey: .nextJobID)
         nextToken = try c.decode(UInt64.self, forKey: .nextToken)

@@ -70,9 +70,11 @@ public enum Coordinator {
     /// Moves the VMs off draining nodes, finishes a drain when the node is empty, and stops
     /// one (naming each VM and why) when a VM cannot go anywhere or keeps failing to move.
     static func drains(_ state: ClusterState) -> [Command] {
+        let draining = state.sortedNodes.filter { $0.admin == .draining && $0.health == .up }
+        guard !draining.isEmpty else { return [] }
         var commands: [Command] = []
         var load = NodeLoad(state)
-        for node in state.sortedNodes where node.admin == .draining && node.health == .up {
+        for node in draining {
             var failures: [String] = []
             for vm in state.sortedVMs where vm.node == node.id && vm.state == .running && state.activeJob(for: vm.name) == nil {
                 let failed = state.sortedJobs.filter { $0.vm == vm.name && $0.source == node.id && $0.purpose == .drain

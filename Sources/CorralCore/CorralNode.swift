@@ -32,6 +32,8 @@ public struct CorralNode: Sendable {
     private var failedMigrations: [Int: String] = [:]
     private var sentFacts: Set<String> = []
     private var leftAt: [NodeID: Millis] = [:]
+    /// Start of this node's current unbroken run of quorate memberships.
+    private var quorateSince: Millis?
     private var fenceAsked: Set<NodeID> = []
     private var fenceConfirmed: Set<NodeID> = []
 
@@ -43,7 +45,9 @@ public struct CorralNode: Sendable {
 
     public var isCoordinator: Bool { quorate && !syncing && members.first == id }
     /// May this node change shared state and act on its VMs right now?
-    public var canAct: Bool { quorate && !syncing && leaseExpiry.map { $0 > now } ?? false }
+    public var canAct: Bool { quorate && !syncing && !leaseEnding }
+    /// The lease is gone or within its guard: VMs here must be stopped, not started.
+    var leaseEnding: Bool { leaseExpiry.map { $0 - leaseGuard <= now } ?? true }
 
     public mutating func step(_ input: Input, now: Millis) -> [Directive] {
         self.now = max(self.now, now)
@@ -58,12 +62,11 @@ public struct CorralNode: Sendable {
             if fenced { fenceConfirmed.insert(node) }
             out.append(.log("fence agent for \(state.nodeName(node)): \(fenced ? "confirmed off" : "did not confirm")"))
         }
-        if canAct {
+        if canAct && !input.isHeartbeat {
             reconcile(&out)
             coordinate(&out)
-        } else {
-            selfFenceIfNeeded(&out)
         }
+        selfFenceIfNeeded(&out)
         return out
     }
 
@@ -72,6 +75,7 @@ public struct CorralNode: Sendable {
     private mutating func onMembership(_ newMembers: [NodeID], quorate newQuorate: Bool, _ out: inout [Directive]) {
         for node in members where !newMembers.contains(node) { leftAt[node] = now }
         for node in newMembers { leftAt[node] = nil }
+        if !newQuorate { quorateSince = nil } else if quorateSince == nil { quorateSince = now }
         members = newMembers
         quorate = newQuorate
         syncing = true
@@ -86,15 +90,16 @@ public struct CorralNode: Sendable {
         }
         pendingReplies = [:]
         out.append(.log("membership \(newMembers.map { state.nodeName($0) }) quorate=\(newQuorate)"))
-        send(.syncOffer(SyncOffer(view: view, epoch: state.epoch, digest: state.digest)), &out)
+        send(.syncOffer(SyncOffer(view: view, epoch: state.epoch, version: state.version, digest: state.digest)), &out)
     }
 
     private mutating func onSyncOffer(_ offer: SyncOffer, from origin: NodeID, _ out: inout [Directive]) {
         guard syncing, snapshotFrom == nil, offer.view == view, members.contains(origin) else { return }
         offers[origin] = offer
         guard members.allSatisfy({ offers[$0] != nil }) else { return }
-        // The most recent quorate partition wins: highest epoch, ties to the lowest node id.
-        let winner = members.max { (offers[$0]!.epoch, $1) < (offers[$1]!.epoch, $0) }!
+        // The most recent quorate partition wins: highest epoch, then the longest history,
+        // ties to the lowest node id.
+        let winner = members.max { (offers[$0]!.epoch, offers[$0]!.version, $1) < (offers[$1]!.epoch, offers[$1]!.version, $0) }!
         let winning = offers[winner]!
         if members.allSatisfy({ offers[$0]!.digest == winning.digest }) {
             finishSync(&out)
@@ -119,8 +124,10 @@ public struct CorralNode: Sendable {
         guard quorate else { return }
         state.epoch += 1
         state.applyMembership(members)
-        for node in state.sortedNodes where node.health == .fencing && leftAt[node.id] == nil {
-            leftAt[node.id] = now // we did not see it leave; count the lease from now, which is later
+        // A lost node may have renewed its lease in another quorate partition while we were in
+        // none; count its lease from when our own unbroken run of quorate views began, if later.
+        for node in state.sortedNodes where node.health == .fencing {
+            leftAt[node.id] = max(leftAt[node.id] ?? now, quorateSince ?? now)
         }
         out.append(.stateChanged)
         if state.nodes[id].map({ $0.name != spec.name || $0.capacity != spec.capacity }) ?? true {
@@ -147,6 +154,8 @@ public struct CorralNode: Sendable {
                 return
             }
             let outcome = state.apply(command)
+            // An applied fact may become true again later (a second crash): allow reporting it anew.
+            if envelope.origin == id, outcome == .applied, !sentFacts.isEmpty { sentFacts.remove("\(command)") }
             if case .heartbeat = command {} else { out.append(.stateChanged) }
             if case let .refused(why) = outcome {
                 if let reply { out.append(.reply(id: reply, .refused(why))) } else if envelope.origin == id {
@@ -191,7 +200,6 @@ public struct CorralNode: Sendable {
     /// Without quorum, or with a lease about to run out (Corosync silent), stop every VM here:
     /// the quorate side restarts them once the lease is over.
     private mutating func selfFenceIfNeeded(_ out: inout [Directive]) {
-        let leaseEnding = leaseExpiry.map { $0 - leaseGuard <= now } ?? true
         guard !quorate || leaseEnding else { return }
         for vm in localVMs.sorted() where !issuedStops.contains(vm) {
             issuedStops.insert(vm)
@@ -338,5 +346,13 @@ public struct CorralNode: Sendable {
         guard isCoordinator, outstanding.isEmpty else { return }
         let context = Coordinator.Context(now: now, leftAt: leftAt, fenceConfirmed: fenceConfirmed)
         for command in Coordinator.plan(state, context) { send(.command(command), &out) }
+    }
+}
+
+extension Input {
+    /// A heartbeat changes nothing shared; skipping the reconcile pass for it keeps steps cheap.
+    var isHeartbeat: Bool {
+        if case let .delivered(e) = self, case .command(.heartbeat) = e.body { return true }
+        return false
     }
 }

@@ -23,6 +23,7 @@ public struct SyncOffer: Codable, Sendable, Equatable {
     /// Fingerprint of the membership the offer was made in; offers of other views are ignored.
     public var view: String
     public var epoch: UInt64
+    public var version: UInt64
     public var digest: String
 }
 

@@ -92,6 +92,13 @@ public enum RequestPlanner {
         case let .drainNode(id): "drain \(state.nodeName(id))"
         case let .resumeNode(id, failback): "resume \(state.nodeName(id))\(failback ? " with failback" : "")"
         case let .moveVM(vm, to): "move \(vm) to \(state.nodeName(to))"
+        case let .addVM(spec, running, _): "add VM \(spec.name) (\(spec.memoryMiB) MiB\(running ? "" : ", stopped"))"
+        case let .removeVM(vm): "remove VM \(vm)"
+        case let .startVM(vm): "start \(vm)"
+        case let .stopVM(vm): "stop \(vm)"
+        case let .pauseNode(id): "pause \(state.nodeName(id))"
+        case let .setMigrationSettings(m):
+            "set migration settings: max-per-node \(m.maxPerNode), max-cluster \(m.maxCluster), auto-tune \(m.autoTune ? "on" : "off"), reserve \(m.reserveMiBps) MiB/s, stream \(m.streamMiBps) MiB/s"
         default: "\(command)"
         }
     }

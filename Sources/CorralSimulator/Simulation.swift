@@ -8,7 +8,7 @@ import CorralCore
 public final class Simulation {
     enum Event {
         case tick(NodeID, incarnation: Int)
-        case deliver(view: Int, Envelope)
+        case pump(view: Int)
         case reconfigure
         case hypervisor(NodeID, incarnation: Int, HypervisorEvent)
         case vmBooted(NodeID, incarnation: Int, vm: String, attempt: Int)
@@ -31,6 +31,8 @@ public final class Simulation {
         var running: Set<String> = []
         var booting: [String: Int] = [:]
         var leaseUntil: Millis?
+        /// When it last came back from a hang: a hang within the lease excuses a watchdog reset.
+        var resumedAt: Millis?
     }
 
     public let scenario: Scenario
@@ -51,6 +53,8 @@ public final class Simulation {
     /// Bounds every run: a livelock becomes a reported violation instead of a hang.
     let eventBudget = 3_000_000
     var messageKinds: [String: Int] = [:]
+    /// Per view, multicasts sent and not yet delivered, in send order.
+    var inFlight: [Int: [Envelope]] = [:]
 
     public init(scenario: Scenario, seed: UInt64) {
         self.scenario = scenario
@@ -110,10 +114,12 @@ public final class Simulation {
             guard let h = hosts[node], h.alive, h.incarnation == inc else { return }
             if !h.hung { step(node, .tick) }
             queue.push(.tick(node, incarnation: inc), at: now + scenario.timing.tickMs)
-        case let .deliver(view, envelope): deliver(envelope, in: view)
+        case let .pump(view): pump(view)
         case .reconfigure: reconfigure()
         case let .hypervisor(node, inc, ev):
-            guard let h = hosts[node], h.alive, h.incarnation == inc, !h.hung else { return }
+            guard let h = hosts[node], h.alive, h.incarnation == inc else { return }
+            // A frozen agent reads its hypervisor's events once it runs again.
+            if h.hung { return queue.push(.hypervisor(node, incarnation: inc, ev), at: now + scenario.timing.tickMs) }
             step(node, .hypervisor(ev))
         case let .vmBooted(node, inc, vm, attempt): vmBooted(node, inc, vm, attempt)
         case let .vmHalted(node, inc, vm, crashed):
@@ -128,7 +134,10 @@ public final class Simulation {
             guard hosts[coordinator]?.incarnation == inc else { return }
             step(coordinator, .fenceAgentResult(target, fenced: true))
         }
-        recordStateChanges()
+        switch event {
+        case .pump, .reconfigure: recordStateChanges()
+        default: break
+        }
     }
 
     /// Feeds one input to a node's core and carries out what it asks.
@@ -147,7 +156,8 @@ public final class Simulation {
         case let .broadcast(envelope):
             guard let view = h.view, views[view] != nil else { return }
             if case let .command(c) = envelope.body { messageKinds[String("\(c)".prefix { $0 != "(" }), default: 0] += 1 }
-            queue.push(.deliver(view: view, envelope), at: now + scenario.timing.messageLatencyMs)
+            if inFlight[view] == nil { queue.push(.pump(view: view), at: now + scenario.timing.messageLatencyMs) }
+            inFlight[view, default: []].append(envelope)
         case let .startVM(spec, _):
             checker.onStart(self, node, spec)
             guard !h.running.contains(spec.name), h.booting[spec.name] == nil else { return }
@@ -195,8 +205,26 @@ public final class Simulation {
 
     // MARK: group communication
 
-    private func deliver(_ envelope: Envelope, in view: Int) {
-        guard let members = views[view] else { return }
+    /// Like Totem, a view delivers only while its token can circulate: while a member is dead,
+    /// frozen or cut off, messages wait; if a new membership forms first, they are dropped.
+    private func pump(_ view: Int) {
+        guard let members = views[view] else { inFlight[view] = nil; return }
+        guard members.allSatisfy({ reachable(members[0], $0) }) else {
+            return queue.push(.pump(view: view), at: now + scenario.timing.migrationStepMs)
+        }
+        // Deliver what was sent before this pump; what those deliveries send waits for the next.
+        let batch = inFlight[view] ?? []
+        inFlight[view] = []
+        for envelope in batch {
+            deliver(envelope, to: members, in: view)
+            guard views[view] != nil else { return }
+        }
+        if inFlight[view]?.isEmpty ?? true { inFlight[view] = nil } else {
+            queue.push(.pump(view: view), at: now + scenario.timing.messageLatencyMs)
+        }
+    }
+
+    private func deliver(_ envelope: Envelope, to members: [NodeID], in view: Int) {
         if case let .command(.declareFenced(target, method)) = envelope.body {
             checker.onFenced(self, target, method: method)
         }
@@ -294,8 +322,8 @@ public final class Simulation {
     private func leaseCheck(_ node: NodeID, _ inc: Int, _ until: Millis) {
         guard let h = hosts[node], h.alive, h.incarnation == inc, h.leaseUntil == until else { return }
         guard !h.running.isEmpty || !h.booting.isEmpty else { return }
-        if h.hung {
-            powerOff(node, why: "watchdog reset (hung past its lease)")
+        if h.hung || h.resumedAt.map({ $0 > until - Millis(scenario.settings.recovery.leaseMs) }) ?? false {
+            powerOff(node, why: "watchdog reset (hung during its lease)")
         } else {
             violation("\(name(node)) still runs \(h.running.sorted().joined(separator: ",")) after its lease expired")
             powerOff(node, why: "watchdog reset")
@@ -341,6 +369,7 @@ public final class Simulation {
         case let .resume(n):
             guard let id = id(named: n), hosts[id]!.hung else { return }
             hosts[id]!.hung = false
+            hosts[id]!.resumedAt = now
             note("resume \(n) (SIGCONT)")
             queue.push(.reconfigure, at: now + t.detectionMs / 2)
         case let .crashVM(vm):
@@ -406,7 +435,7 @@ public final class Simulation {
                 report.nodeStateTimes["\(node.name):\(value)"] = report.nodeStateTimes["\(node.name):\(value)"] ?? now
             }
         }
-        for vm in core.state.sortedVMs where vm.state == .pending || vm.state == .failed {
+        for vm in core.state.vms.values.filter({ $0.state == .pending || $0.state == .failed }).sorted(by: { $0.name < $1.name }) {
             let key = "vm:" + vm.name
             let value = "\(vm.state.rawValue): \(vm.reason)"
             if timelineState[key] != value {
@@ -414,8 +443,9 @@ public final class Simulation {
                 note("\(vm.name) \(value)")
             }
         }
-        for vm in core.state.vms.keys where core.state.vms[vm]!.state != .pending && core.state.vms[vm]!.state != .failed {
-            timelineState["vm:" + vm] = nil
+        for key in timelineState.keys where key.hasPrefix("vm:") {
+            let state = core.state.vms[String(key.dropFirst(3))]?.state
+            if state != .pending && state != .failed { timelineState[key] = nil }
         }
     }
 

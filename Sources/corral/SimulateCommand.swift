@@ -6,15 +6,16 @@ import Foundation
 /// `corral simulate --random --nodes N --vms V --seeds A..B [--json]`.
 enum SimulateCommand {
     static func run(_ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
-        var args = try Arguments(raw, flags: ["json", "random"])
+        var args = try Arguments(raw, flags: ["json", "random", "verbose"])
         let json = args.flag("json")
         if args.flag("random") {
             let nodes = try args.int("nodes", default: 5, min: 1)!
             let vms = try args.int("vms", default: 12, min: 1)!
             let faults = try args.int("faults", default: 10, min: 0)!
             let seeds = try seedRange(args.option("seeds") ?? "1..100")
+            let verbose = args.flag("verbose")
             try args.rejectUnknown()
-            return runRandom(nodes: nodes, vms: vms, faults: faults, seeds: seeds, json: json)
+            return runRandom(nodes: nodes, vms: vms, faults: faults, seeds: seeds, json: json, verbose: verbose)
         }
         let seed = UInt64(try args.int("seed", default: 1)!)
         try args.rejectUnknown()
@@ -28,7 +29,7 @@ enum SimulateCommand {
         return report.violations.isEmpty ? 0 : 1
     }
 
-    private static func runRandom(nodes: Int, vms: Int, faults: Int, seeds: ClosedRange<UInt64>, json: Bool) -> Int32 {
+    private static func runRandom(nodes: Int, vms: Int, faults: Int, seeds: ClosedRange<UInt64>, json: Bool, verbose: Bool) -> Int32 {
         var failing = 0
         var lines: [String] = []
         for seed in seeds {
@@ -37,6 +38,7 @@ enum SimulateCommand {
             if json {
                 lines.append("{\"seed\":\(seed),\"violations\":[\(report.violations.map { JSONText.quote($0.text) }.joined(separator: ","))]}")
             } else if !report.violations.isEmpty {
+                if verbose { lines.append(report.text) }
                 lines.append("seed \(seed): \(report.violations.count) violations")
                 lines += report.violations.map { "  \(Double($0.atMs) / 1000)s \($0.text)" }
             }
