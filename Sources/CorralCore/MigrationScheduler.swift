@@ -40,7 +40,9 @@ public enum MigrationScheduler {
         var counts = counts
         var used = LinkUse()
         var commands: [Command] = []
+        var busy: [NodeID: Int] = [:]
         for job in running where !finishingSoon(job, setupMs: s.setupMs) {
+            busy[job.source, default: 0] += 1
             let free = used.free(state, job)
             let share = max(streamCap(state, job) / 4, min(streamCap(state, job), free), 1)
             used.add(job, share)
@@ -60,16 +62,18 @@ public enum MigrationScheduler {
             let free = used.free(state, job)
             if dirty * 4 > cap {
                 // Needs a whole stream: run it alone on its source, and let nothing start ahead of it.
-                guard counts.perNode[job.source, default: 0] == 0, free * 20 >= cap * 19 else { break }
+                guard busy[job.source, default: 0] == 0, free * 20 >= cap * 19 else { break }
                 used.add(job, cap)
                 counts.add(job)
+                busy[job.source, default: 0] += 1
                 commands.append(.startMigration(job: job.id, bandwidthMiBps: cap))
                 continue
             }
             let share = min(cap, free)
-            guard share >= max(dirty * 4, cap / 4), share > 0 else { continue }
+            guard share >= max(dirty * 4, cap / 8), share > 0 else { continue }
             used.add(job, share)
             counts.add(job)
+            busy[job.source, default: 0] += 1
             commands.append(.startMigration(job: job.id, bandwidthMiBps: share))
         }
         return commands

@@ -53,6 +53,8 @@ public final class Simulation {
     /// Bounds every run: a livelock becomes a reported violation instead of a hang.
     let eventBudget = 3_000_000
     var messageKinds: [String: Int] = [:]
+    /// Ends the run early once the report shows what a benchmark waits for.
+    public var stopWhen: ((SimulationReport) -> Bool)?
     /// Per view, multicasts sent and not yet delivered, in send order.
     var inFlight: [Int: [Envelope]] = [:]
 
@@ -93,6 +95,7 @@ public final class Simulation {
             let (time, event) = queue.pop()!
             now = time
             handle(event)
+            if let stopWhen, stopWhen(report) { break }
         }
         now = scenario.durationMs
         finish()
