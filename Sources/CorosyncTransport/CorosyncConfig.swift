@@ -32,4 +32,26 @@ public enum CorosyncConfig {
         }
         return (clusterName, tokenTimeoutMs, nodeID)
     }
+
+    /// Votes a partition needs half of: `quorum.expected_votes` if set, else the number of
+    /// nodes in the nodelist (one vote each). Every member reads the same configuration, so
+    /// every member computes the same quorum for the same membership.
+    public static func expectedVotes() throws(CorosyncError) -> Int {
+        var handle = cmap_handle_t()
+        try retryingTransient("cmap_initialize") { cmap_initialize(&handle) }
+        defer { cmap_finalize(handle) }
+        var votes: UInt32 = 0
+        if cmap_get_uint32(handle, "quorum.expected_votes", &votes) == CS_OK, votes > 0 { return Int(votes) }
+        var iterator = cmap_iter_handle_t()
+        try retryingTransient("cmap_iter_init(nodelist.node.)") { cmap_iter_init(handle, "nodelist.node.", &iterator) }
+        defer { cmap_iter_finalize(handle, iterator) }
+        var nodes = 0
+        var key = [CChar](repeating: 0, count: Int(CMAP_KEYNAME_MAXLEN) + 1)
+        var length = 0
+        var type = cmap_value_types_t(0)
+        while cmap_iter_next(handle, iterator, &key, &length, &type) == CS_OK {
+            if String(cString: key).hasSuffix(".nodeid") { nodes += 1 }
+        }
+        return nodes
+    }
 }

@@ -30,6 +30,7 @@ public struct CorralNode: Sendable {
     private var abortedMigrations: Set<Int> = []
     private var completedMigrations: [Int: Int] = [:]
     private var failedMigrations: [Int: String] = [:]
+    private var preparedIncoming: Set<Int> = []
     private var sentFacts: Set<String> = []
     private var leftAt: [NodeID: Millis] = [:]
     /// Start of this node's current unbroken run of quorate memberships.
@@ -301,6 +302,10 @@ public struct CorralNode: Sendable {
                 break
             }
         }
+        for job in state.jobs.values.filter({ $0.destination == id && $0.state == .running && !preparedIncoming.contains($0.id) }).sorted(by: { $0.id < $1.id }) {
+            preparedIncoming.insert(job.id)
+            if let vm = state.vms[job.vm] { out.append(.prepareIncoming(job, vm.spec)) }
+        }
         for job in state.jobs.values.filter({ $0.source == id && ($0.state == .running || issuedMigrations[$0.id] != nil) }).sorted(by: { $0.id < $1.id }) {
             if job.state == .running, let reason = failedMigrations[job.id] {
                 report(.migrationFailed(job: job.id, reason: reason), &out)
@@ -330,6 +335,7 @@ public struct CorralNode: Sendable {
         completedMigrations = completedMigrations.filter { running($0.key) }
         failedMigrations = failedMigrations.filter { running($0.key) }
         abortedMigrations = abortedMigrations.filter { running($0) || issued[$0] != nil }
+        preparedIncoming = preparedIncoming.filter { running($0) }
     }
 
     /// Multicasts a fact once per membership (a lost one is re-sent after the next change).

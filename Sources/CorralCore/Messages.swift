@@ -63,6 +63,8 @@ public enum Directive: Sendable, Equatable {
     case startVM(VMSpec, leaseTokens: [UInt64])
     case stopVM(String, reason: String)
     case migrateVM(MigrationJob, VMSpec, destinationName: String)
+    /// On the destination: a migration to this node has started (prepare storage, expect the VM).
+    case prepareIncoming(MigrationJob, VMSpec)
     case setMigrationBandwidth(job: Int, vm: String, MiBps: Int)
     case abortMigration(job: Int, vm: String)
     case runFenceAgent(NodeID, name: String)

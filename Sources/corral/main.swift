@@ -2,14 +2,23 @@ import Foundation
 
 /// The operator's command line. Thin: parse, call, print.
 let usage = """
-usage: corral simulate SCENARIO.json [--seed S] [--json]
-       corral simulate --random [--nodes N] [--vms V] [--faults F] [--seeds A..B] [--json]
+usage: corral status [--json]
+       corral vm list [--json] | vm add NAME --memory MIB [--vcpus N] [--priority high|medium|low]
+                 [--preferred N1,N2] [--anti-affinity CLASS] [--disks P1,P2] [--no-ha] [--stopped] [--what-if]
+       corral vm remove|start|stop NAME [--what-if] | vm move NAME [--to NODE] [--what-if]
+       corral node list [--json] | node drain|pause NAME [--what-if] | node resume NAME [--failback] [--what-if]
+       corral migrations [--json]
+       corral config set KEY VALUE
+       corral simulate SCENARIO.json [--seed S] [--json]
+       corral simulate --random [--nodes N] [--vms V] [--faults F] [--seeds A..B] [--json] [--verbose]
+Every command takes --socket PATH (default /run/corral/corral.sock, or $CORRAL_SOCKET).
 """
 
 let argv = CommandLine.arguments.dropFirst()
 do {
     switch argv.first {
     case "simulate": exit(try SimulateCommand.run(argv.dropFirst()))
+    case "status", "vm", "node", "migrations", "config": exit(try ClusterCommands.run(argv.first!, argv.dropFirst()))
     case "-h", "--help", "help", nil:
         print(usage)
     default:

@@ -1,0 +1,250 @@
+import CorralCore
+import CorosyncTransport
+import Dispatch
+import Foundation
+
+/// The node agent's shell: one serial loop owns the core and feeds it every input in arrival
+/// order (Corosync deliveries and membership, ticks, operator requests, hypervisor events),
+/// then carries out the directives. Long effects report back into the same stream.
+public final class AgentLoop: @unchecked Sendable {
+    /// Everything that can happen to the agent, in one ordered stream.
+    enum Event: Sendable {
+        case corosync(CorosyncEvent)
+        case reconnected(CorosyncGroup, expectedVotes: Int)
+        case tick
+        case control(ControlRequest, reply: @Sendable (ControlResponse) -> Void)
+        case hypervisor(HypervisorEvent)
+        case shutdown
+    }
+
+    private let configuration: AgentConfiguration
+    private let log: AgentLog
+    private let hypervisor: Hypervisor
+    private let store: StateFileStore
+    private let events: AsyncStream<Event>
+    private let sink: AsyncStream<Event>.Continuation
+    // Owned by the loop task only.
+    private var core: CorralNode
+    private var group: CorosyncGroup?
+    private var expectedVotes: Int
+    private var pendingReplies: [UInt64: @Sendable (ControlResponse) -> Void] = [:]
+    private var nextRequest: UInt64 = 1
+    private var dirty = false
+    private var lastPersist: Millis = 0
+
+    public static let tickMs: Millis = 100
+    static let persistEveryMs: Millis = 200
+
+    /// Connects to Corosync (waiting for it if needed), loads the state file, builds the core.
+    public init(configuration: AgentConfiguration, hypervisor: Hypervisor = RecordOnlyHypervisor(), log: AgentLog) async {
+        self.configuration = configuration
+        self.log = log
+        self.hypervisor = hypervisor
+        self.store = StateFileStore(directory: configuration.stateDirectory)
+        (events, sink) = AsyncStream.makeStream(of: Event.self)
+        let (group, votes) = await Self.connect(configuration.groupName, log: log)
+        self.group = group
+        self.expectedVotes = votes
+        var state = Self.loadState(store, log: log)
+        state.settings.expectedVotes = votes
+        let spec = NodeSpec(id: group.localNodeID, name: configuration.nodeName, capacity: configuration.capacity,
+                            linkMiBps: configuration.linkMiBps)
+        core = CorralNode(spec: spec, state: state)
+        log.write("corrald node \(spec.name) (id \(spec.id)) joined CPG group \(configuration.groupName); expected votes \(votes)")
+    }
+
+    /// Runs until SIGTERM/SIGINT or `stop()`.
+    public func run() async {
+        let sink = self.sink
+        let server: ControlSocketServer
+        do {
+            server = try ControlSocketServer(path: configuration.socketPath, allowedGroup: configuration.allowedGroup) { line, peer in
+                await Self.handleControl(line, peer: peer, sink: sink)
+            }
+        } catch {
+            log.write("cannot open control socket \(configuration.socketPath): \(error)")
+            return
+        }
+        let serverTask = Task { await server.run() }
+        let tickTask = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(Self.tickMs))
+                sink.yield(.tick)
+            }
+        }
+        if let group { pump(group) }
+        let signals = Self.watchSignals(sink)
+        execute(core.step(.hypervisor(.inventory(hypervisor.inventory())), now: Self.now()))
+        for await event in events {
+            if case .shutdown = event { break }
+            handle(event)
+        }
+        persist(force: true)
+        signals.forEach { $0.cancel() }
+        tickTask.cancel()
+        server.stop()
+        await serverTask.value
+        group?.close()
+        log.write("corrald stopped")
+    }
+
+    public func stop() { sink.yield(.shutdown) }
+
+    // MARK: events
+
+    private func handle(_ event: Event) {
+        let now = Self.now()
+        switch event {
+        case let .corosync(event): onCorosync(event, now: now)
+        case let .reconnected(group, votes):
+            self.group = group
+            expectedVotes = votes
+            log.write("reconnected to Corosync")
+            pump(group)
+        case .tick:
+            execute(core.step(.tick, now: now))
+            persist(force: false)
+        case let .control(request, reply):
+            switch request {
+            case .status: reply(.status(StatusReport(core)))
+            case let .operate(request, whatIf):
+                let id = nextRequest
+                nextRequest += 1
+                pendingReplies[id] = reply
+                execute(core.step(.request(id: id, request, whatIf: whatIf), now: now))
+            }
+        case let .hypervisor(event): execute(core.step(.hypervisor(event), now: now))
+        case .shutdown: break
+        }
+    }
+
+    private func onCorosync(_ event: CorosyncEvent, now: Millis) {
+        switch event {
+        case let .delivered(from, payload):
+            do {
+                let envelope = try EnvelopeCodec.decode(payload)
+                guard envelope.origin == from else {
+                    return log.write("dropped a message from node \(from) claiming to be from node \(envelope.origin)")
+                }
+                execute(core.step(.delivered(envelope), now: now))
+            } catch {
+                log.write("dropped a message from node \(from): \(error)")
+            }
+        case let .membership(members, joined, left):
+            let quorate = members.count * 2 > expectedVotes
+            log.write("membership \(members) joined \(joined) left \(left) quorate=\(quorate)")
+            execute(core.step(.membership(members: members, quorate: quorate), now: now))
+        case let .quorum(quorate, members):
+            log.write("votequorum: quorate=\(quorate) members \(members)")
+        case let .disconnected(error):
+            log.write("lost Corosync: \(error); stopping local VMs and reconnecting")
+            group = nil
+            execute(core.step(.membership(members: [core.id], quorate: false), now: now))
+            let sink = self.sink, name = configuration.groupName, log = self.log
+            Task {
+                let (group, votes) = await Self.connect(name, log: log)
+                sink.yield(.reconnected(group, expectedVotes: votes))
+            }
+        }
+    }
+
+    private func pump(_ group: CorosyncGroup) {
+        let sink = self.sink
+        Task {
+            for await event in group.events { sink.yield(.corosync(event)) }
+        }
+    }
+
+    // MARK: directives
+
+    private func execute(_ directives: [Directive]) {
+        let report: @Sendable (HypervisorEvent) -> Void = { [sink] in sink.yield(.hypervisor($0)) }
+        for directive in directives {
+            switch directive {
+            case let .broadcast(envelope):
+                guard let group else { continue }
+                do { try group.multicast(EnvelopeCodec.encode(envelope)) } catch {
+                    log.write("multicast failed: \(error)")
+                }
+            case let .startVM(spec, _): hypervisor.start(spec, report: report)
+            case let .stopVM(vm, reason):
+                log.write("stopping \(vm): \(reason)")
+                hypervisor.stop(vm, report: report)
+            case let .migrateVM(job, spec, destination): hypervisor.migrate(job, spec, to: destination, report: report)
+            case let .prepareIncoming(job, spec): hypervisor.prepareIncoming(job, spec, report: report)
+            case let .setMigrationBandwidth(job, vm, bw): hypervisor.setMigrationBandwidth(job: job, vm: vm, MiBps: bw)
+            case let .abortMigration(job, vm): hypervisor.abortMigration(job: job, vm: vm, report: report)
+            case let .runFenceAgent(_, name): log.write("no fence agent configured; waiting for \(name)'s self-fence lease")
+            case .renewLease: break
+            case let .reply(id, reply): pendingReplies.removeValue(forKey: id)?(.reply(reply))
+            case .stateChanged: dirty = true
+            case let .log(text): log.write(text)
+            }
+        }
+    }
+
+    // MARK: persistence
+
+    private func persist(force: Bool) {
+        let now = Self.now()
+        guard dirty, force || now - lastPersist >= Self.persistEveryMs else { return }
+        do {
+            try store.save(JSONCoding.encode(core.state))
+            dirty = false
+            lastPersist = now
+        } catch {
+            log.write("cannot save state: \(error)")
+        }
+    }
+
+    static func loadState(_ store: StateFileStore, log: AgentLog) -> ClusterState {
+        do {
+            guard let bytes = try store.load() else { return ClusterState() }
+            return try JSONCoding.decode(ClusterState.self, from: bytes)
+        } catch {
+            log.write("state file \(store.statePath) is unreadable (\(error)); starting empty and recovering the state from the cluster")
+            return ClusterState()
+        }
+    }
+
+    // MARK: helpers
+
+    /// Joins the CPG group, retrying every second until Corosync answers.
+    static func connect(_ name: String, log: AgentLog) async -> (CorosyncGroup, Int) {
+        var attempt = 0
+        while true {
+            do {
+                let group = try CorosyncGroup(groupName: name)
+                let votes = try CorosyncConfig.expectedVotes()
+                return (group, max(1, votes))
+            } catch {
+                if attempt % 10 == 0 { log.write("cannot join Corosync group \(name): \(error); retrying") }
+                attempt += 1
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    static func handleControl(_ line: [UInt8], peer: PeerCredentials, sink: AsyncStream<Event>.Continuation) async -> [UInt8] {
+        let request: ControlRequest
+        do { request = try JSONCoding.decode(ControlRequest.self, from: line) } catch {
+            return JSONCoding.encode(ControlResponse.error("malformed request: \(String(describing: error).prefix(200))"))
+        }
+        let response = await withCheckedContinuation { (continuation: CheckedContinuation<ControlResponse, Never>) in
+            sink.yield(.control(request, reply: { continuation.resume(returning: $0) }))
+        }
+        return JSONCoding.encode(response)
+    }
+
+    static func watchSignals(_ sink: AsyncStream<Event>.Continuation) -> [DispatchSourceSignal] {
+        [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { sink.yield(.shutdown) }
+            source.resume()
+            return source
+        }
+    }
+
+    static func now() -> Millis { Millis(DispatchTime.now().uptimeNanoseconds / 1_000_000) }
+}

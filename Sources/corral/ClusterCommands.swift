@@ -1,0 +1,137 @@
+import CorralAgent
+import CorralCore
+import Foundation
+
+/// The commands that talk to the local corrald over its control socket.
+enum ClusterCommands {
+    static let defaultSocket = "/run/corral/corral.sock"
+
+    static func run(_ command: String, _ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
+        var args = try Arguments(raw, flags: ["json", "what-if", "no-ha", "stopped", "failback"])
+        let socket = args.option("socket") ?? ProcessInfo.processInfo.environment["CORRAL_SOCKET"] ?? defaultSocket
+        let json = args.flag("json")
+        let whatIf = args.flag("what-if")
+        let words = args.words
+        func name(_ what: String) throws(UsageError) -> String {
+            guard words.count == 2 else { throw UsageError("usage: corral \(command) \(words.first ?? "") \(what)") }
+            return words[1]
+        }
+        let request: ControlRequest
+        switch (command, words.first) {
+        case ("status", nil):
+            try args.rejectUnknown()
+            return try show(socket, json: json) { printStatus($0) }
+        case ("vm", "list"?):
+            try args.rejectUnknown()
+            return try show(socket, json: json, select: \.vms) { printVMs($0) }
+        case ("node", "list"?):
+            try args.rejectUnknown()
+            return try show(socket, json: json, select: \.nodes) { printNodes($0) }
+        case ("migrations", nil):
+            try args.rejectUnknown()
+            return try show(socket, json: json, select: \.migrations) { printMigrations($0) }
+        case ("vm", "add"?):
+            let vmName = try name("NAME --memory MIB")
+            guard let memory = try args.int("memory", min: 1) else { throw UsageError("vm add needs --memory MIB") }
+            let priorityText = args.option("priority") ?? "medium"
+            guard let priority = Priority(rawValue: priorityText) else { throw UsageError("--priority takes high, medium or low, not \(priorityText)") }
+            let spec = VMSpec(name: vmName, memoryMiB: memory, vcpus: try args.int("vcpus", default: 1, min: 1)!, priority: priority,
+                              preferredOwners: args.option("preferred").map { $0.split(separator: ",").map(String.init) } ?? [],
+                              antiAffinityClass: args.option("anti-affinity"), highlyAvailable: !args.flag("no-ha"),
+                              disks: args.option("disks").map { $0.split(separator: ",").map(String.init) } ?? [])
+            request = .operate(.addVM(spec, start: !args.flag("stopped")), whatIf: whatIf)
+        case ("vm", "remove"?): request = .operate(.removeVM(try name("NAME")), whatIf: whatIf)
+        case ("vm", "start"?): request = .operate(.startVM(try name("NAME")), whatIf: whatIf)
+        case ("vm", "stop"?): request = .operate(.stopVM(try name("NAME")), whatIf: whatIf)
+        case ("vm", "move"?): request = .operate(.moveVM(try name("NAME [--to NODE]"), to: args.option("to")), whatIf: whatIf)
+        case ("node", "drain"?): request = .operate(.drainNode(try name("NAME")), whatIf: whatIf)
+        case ("node", "pause"?): request = .operate(.pauseNode(try name("NAME")), whatIf: whatIf)
+        case ("node", "resume"?): request = .operate(.resumeNode(try name("NAME [--failback]"), failback: args.flag("failback")), whatIf: whatIf)
+        case ("config", "set"?):
+            guard words.count == 3 else { throw UsageError("usage: corral config set KEY VALUE (keys: \(RequestPlanner.configKeys.joined(separator: ", ")))") }
+            request = .operate(.setConfig(key: words[1], value: words[2]), whatIf: whatIf)
+        default:
+            throw UsageError("unknown command: corral \(command) \(words.joined(separator: " "))")
+        }
+        try args.rejectUnknown()
+        switch try send(request, socket) {
+        case let .reply(.done(text)): print(text)
+        case let .reply(.plan(lines)): print("what-if (nothing was changed):"); lines.forEach { print("  \($0)") }
+        case let .reply(.refused(text)): return fail(text)
+        case let .error(text): return fail(text)
+        case .status: return fail("unexpected status reply")
+        }
+        return 0
+    }
+
+    static func send(_ request: ControlRequest, _ socket: String) throws(UsageError) -> ControlResponse {
+        do {
+            let bytes = try ControlSocketClient.request(path: socket, line: JSONCoding.encode(request), timeoutSeconds: 30)
+            return try JSONCoding.decode(ControlResponse.self, from: bytes)
+        } catch let error as ControlSocketError {
+            throw UsageError("\(error)")
+        } catch {
+            throw UsageError("unreadable reply from corrald: \(error)")
+        }
+    }
+
+    private static func show(_ socket: String, json: Bool, _ print: (StatusReport) -> Void) throws(UsageError) -> Int32 {
+        try show(socket, json: json, select: { $0 }, print)
+    }
+
+    private static func show<T: Encodable>(_ socket: String, json: Bool, select: (StatusReport) -> T, _ render: (StatusReport) -> Void) throws(UsageError) -> Int32 {
+        switch try send(.status, socket) {
+        case let .status(report):
+            if json { print(String(decoding: JSONCoding.encode(select(report)), as: UTF8.self)) } else { render(report) }
+            return 0
+        case let .error(text): return fail(text)
+        case let .reply(reply): return fail("unexpected reply \(reply)")
+        }
+    }
+
+    static func fail(_ text: String) -> Int32 {
+        FileHandle.standardError.write(Data("corral: \(text)\n".utf8))
+        return 1
+    }
+
+    // MARK: human output
+
+    static func printStatus(_ r: StatusReport) {
+        print("node \(r.node) (id \(r.nodeID))  quorate: \(r.quorate ? "yes" : "NO")\(r.syncing ? "  (syncing)" : "")  coordinator: \(r.coordinator ?? "-")")
+        print("members: \(r.members.joined(separator: " "))  epoch \(r.epoch)  version \(r.version)  digest \(r.digest)")
+        print("")
+        printNodes(r)
+        print("")
+        printVMs(r)
+    }
+
+    static func printNodes(_ r: StatusReport) {
+        table(["NODE", "ID", "STATE", "MEMBER", "MEMORY USED", "VMS"], r.nodes.map {
+            [$0.name, "\($0.id)", $0.state, $0.member ? "yes" : "no", "\($0.usedMemoryMiB)/\($0.memoryMiB) MiB", "\($0.vms)"]
+        })
+        for n in r.nodes where !n.drainFailures.isEmpty { print("drain of \(n.name) stopped:\n  " + n.drainFailures.joined(separator: "\n  ")) }
+    }
+
+    static func printVMs(_ r: StatusReport) {
+        table(["VM", "NODE", "STATE", "MEMORY", "PRIORITY", "HA", "REASON"], r.vms.map {
+            [$0.name, $0.node, $0.state, "\($0.memoryMiB) MiB", $0.priority, $0.highlyAvailable ? "yes" : "no", $0.reason]
+        })
+    }
+
+    static func printMigrations(_ r: StatusReport) {
+        table(["ID", "VM", "FROM", "TO", "PURPOSE", "STATE", "PROGRESS", "RATE", "BANDWIDTH", "FAILURE"], r.migrations.map {
+            ["\($0.id)", $0.vm, $0.from, $0.to, $0.purpose, $0.state, $0.percent.map { "\($0)%" } ?? "-",
+             $0.rateMiBps.map { "\($0) MiB/s" } ?? "-", $0.bandwidthMiBps == 0 ? "uncapped" : "\($0.bandwidthMiBps) MiB/s", $0.failure]
+        })
+    }
+
+    /// Columns padded to their widest cell.
+    static func table(_ header: [String], _ rows: [[String]]) {
+        let all = [header] + rows
+        let widths = header.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
+        for row in all {
+            print(row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces))
+        }
+    }
+}
