@@ -31,6 +31,7 @@ public final class AgentLoop: @unchecked Sendable {
     private var nextRequest: UInt64 = 1
     private var dirty = false
     private var lastPersist: Millis = 0
+    private var syncStarted: Millis?
 
     public static let tickMs: Millis = 100
     static let persistEveryMs: Millis = 200
@@ -94,6 +95,12 @@ public final class AgentLoop: @unchecked Sendable {
 
     private func handle(_ event: Event) {
         let now = Self.now()
+        let wasSyncing = core.syncing
+        defer {
+            if wasSyncing && !core.syncing, let since = syncStarted {
+                log.write("state sync done in \(Self.now() - since) ms: epoch \(core.state.epoch), version \(core.state.version), \(core.state.vms.count) VMs")
+            }
+        }
         switch event {
         case let .corosync(event): onCorosync(event, now: now)
         case let .reconnected(group, votes):
@@ -133,6 +140,7 @@ public final class AgentLoop: @unchecked Sendable {
         case let .membership(members, joined, left):
             let quorate = members.count * 2 > expectedVotes
             log.write("membership \(members) joined \(joined) left \(left) quorate=\(quorate)")
+            syncStarted = now
             execute(core.step(.membership(members: members, quorate: quorate), now: now))
         case let .quorum(quorate, members):
             log.write("votequorum: quorate=\(quorate) members \(members)")

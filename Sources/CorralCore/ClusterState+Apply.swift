@@ -20,6 +20,9 @@ extension ClusterState {
         case let .setMigrationSettings(m):
             settings.migration = m
             return .applied
+        case let .setRecoverySettings(r):
+            settings.recovery = r
+            return .applied
         case let .registerNode(spec): return registerNode(spec)
         case .heartbeat: return .applied
         case let .place(vm, node): return place(vm, on: node)

@@ -12,6 +12,7 @@ public enum Command: Codable, Sendable, Equatable {
     case pauseNode(NodeID)
     case resumeNode(NodeID, failback: Bool)
     case setMigrationSettings(MigrationSettings)
+    case setRecoverySettings(RecoverySettings)
 
     // What a node says about itself.
     case registerNode(NodeSpec)

@@ -75,7 +75,12 @@ public struct CorralNode: Sendable {
 
     private mutating func onMembership(_ newMembers: [NodeID], quorate newQuorate: Bool, _ out: inout [Directive]) {
         for node in members where !newMembers.contains(node) { leftAt[node] = now }
-        for node in newMembers { leftAt[node] = nil }
+        for node in newMembers {
+            // A node that is back must be fenced afresh if it fails again.
+            leftAt[node] = nil
+            fenceAsked.remove(node)
+            fenceConfirmed.remove(node)
+        }
         if !newQuorate { quorateSince = nil } else if quorateSince == nil { quorateSince = now }
         members = newMembers
         quorate = newQuorate

@@ -41,8 +41,11 @@ public enum MigrationScheduler {
         var used = LinkUse()
         var commands: [Command] = []
         var busy: [NodeID: Int] = [:]
+        /// Sources sending a high-dirty-rate VM: nothing else leaves them meanwhile.
+        var alone: Set<NodeID> = []
         for job in running where !finishingSoon(job, setupMs: s.setupMs) {
             busy[job.source, default: 0] += 1
+            if (state.vms[job.vm]?.dirtyRateMiBps ?? 0) * 4 > streamCap(state, job) { alone.insert(job.source) }
             let free = used.free(state, job)
             let share = max(streamCap(state, job) / 4, min(streamCap(state, job), free), 1)
             used.add(job, share)
@@ -66,9 +69,11 @@ public enum MigrationScheduler {
                 used.add(job, cap)
                 counts.add(job)
                 busy[job.source, default: 0] += 1
+                alone.insert(job.source)
                 commands.append(.startMigration(job: job.id, bandwidthMiBps: cap))
                 continue
             }
+            if alone.contains(job.source) { continue }
             let share = min(cap, free)
             guard share >= max(dirty * 4, cap / 8), share > 0 else { continue }
             used.add(job, share)

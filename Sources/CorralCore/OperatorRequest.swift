@@ -24,7 +24,8 @@ public enum RequestReply: Codable, Sendable, Equatable {
 /// Nothing is broadcast for a refused request, so a bad request changes nothing.
 public enum RequestPlanner {
     public static let configKeys = ["migration.max-per-node", "migration.max-cluster", "migration.reserve-mbps",
-                                    "migration.auto-tune", "migration.stream-mbps", "migration.max-attempts"]
+                                    "migration.auto-tune", "migration.stream-mbps", "migration.max-attempts",
+                                    "fencing.lease-ms", "fencing.margin-ms"]
 
     public static func command(for request: OperatorRequest, in state: ClusterState) -> Result<Command, RequestRefusal> {
         switch request {
@@ -97,6 +98,7 @@ public enum RequestPlanner {
         case let .startVM(vm): "start \(vm)"
         case let .stopVM(vm): "stop \(vm)"
         case let .pauseNode(id): "pause \(state.nodeName(id))"
+        case let .setRecoverySettings(r): "set fencing: lease \(r.leaseMs) ms, margin \(r.marginMs) ms"
         case let .setMigrationSettings(m):
             "set migration settings: max-per-node \(m.maxPerNode), max-cluster \(m.maxCluster), auto-tune \(m.autoTune ? "on" : "off"), reserve \(m.reserveMiBps) MiB/s, stream \(m.streamMiBps) MiB/s"
         default: "\(command)"
@@ -127,6 +129,16 @@ public enum RequestPlanner {
         var m = state.settings.migration
         func count() -> Int? { Int(value).flatMap { $0 >= 0 && $0 <= 1_000_000 ? $0 : nil } }
         switch key {
+        case "fencing.lease-ms", "fencing.margin-ms":
+            var r = state.settings.recovery
+            guard let n = count() else { return .failure("\(key) takes a whole number of milliseconds, not \(value)") }
+            if key == "fencing.lease-ms" {
+                guard n >= 4 * r.heartbeatMs else { return .failure("fencing.lease-ms must be at least \(4 * r.heartbeatMs) (4 heartbeats)") }
+                r.leaseMs = n
+            } else {
+                r.marginMs = n
+            }
+            return .success(.setRecoverySettings(r))
         case "migration.auto-tune":
             guard value == "on" || value == "off" else { return .failure("migration.auto-tune takes on or off, not \(value)") }
             m.autoTune = value == "on"

@@ -32,6 +32,8 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
 public struct RecoverySettings: Codable, Sendable, Equatable {
     /// A node renews its self-fence lease for this long each time its own heartbeat comes back
     /// through a quorate membership; past it, it must have stopped its VMs (or its watchdog fired).
+    /// Must exceed Corosync's failure detection (no delivery at all while a new membership
+    /// forms: about 3.4 s with `token: 1000`) plus a heartbeat, or healthy nodes self-fence.
     public var leaseMs: Int
     /// Extra wait on the quorate side after `leaseMs`, measured from the membership change, for
     /// clock-rate drift and the time the lost node needs to notice.
@@ -45,7 +47,7 @@ public struct RecoverySettings: Codable, Sendable, Equatable {
     /// Crashes in all after which a VM is left failed (no restart storm).
     public var maxCrashes: Int
 
-    public init(leaseMs: Int = 2000, marginMs: Int = 500, heartbeatMs: Int = 250, fenceAgent: Bool = false,
+    public init(leaseMs: Int = 5000, marginMs: Int = 500, heartbeatMs: Int = 250, fenceAgent: Bool = false,
                 restartsInPlace: Int = 2, maxCrashes: Int = 5) {
         self.leaseMs = leaseMs
         self.marginMs = marginMs

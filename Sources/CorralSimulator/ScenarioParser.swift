@@ -16,6 +16,7 @@ public enum ScenarioParser {
             throw Failure(path: "", problem: "not valid JSON (\(error.localizedDescription))")
         }
         let r = try Object(root, "")
+        try r.only(["name", "nodes", "vms", "settings", "timing", "events", "duration"])
         let name = try r.string("name", default: "scenario")
         let nodes = try r.array("nodes").enumerated().map { i, v throws(Failure) in try node(Object(v, "nodes[\(i)]")) }
         guard !nodes.isEmpty else { throw Failure(path: "nodes", problem: "at least one node is needed") }
@@ -23,6 +24,16 @@ public enum ScenarioParser {
         let names = Set(nodes.map(\.name))
         let vms = try r.array("vms", optional: true).enumerated().map { i, v throws(Failure) in try vm(Object(v, "vms[\(i)]"), nodes: names) }
         if let dup = duplicate(vms.map(\.spec.name)) { throw Failure(path: "vms", problem: "VM \(dup) is listed twice") }
+        // Checked here because the cluster would refuse the second VM and the run would silently lack it.
+        var diskOwners: [String: String] = [:]
+        for (i, vm) in vms.enumerated() {
+            for disk in vm.spec.disks {
+                if let owner = diskOwners[disk], owner != vm.spec.name {
+                    throw Failure(path: "vms[\(i)].disks", problem: "disk \(disk) already belongs to VM \(owner)")
+                }
+                diskOwners[disk] = vm.spec.name
+            }
+        }
         let settings = try settings(r.object("settings", optional: true))
         let timing = try timing(r.object("timing", optional: true))
         let events = try r.array("events", optional: true).enumerated().map { i, v throws(Failure) in

@@ -27,6 +27,8 @@ struct Group {
     }
 
     var ids: [NodeID] { nodes.keys.sorted() }
+    /// Broadcasts waiting for delivery.
+    var undelivered: Int { queue.count }
     var digests: [String] { ids.map { nodes[$0]!.state.digest } }
 
     /// A Corosync configuration change seen by `members`, then everything it sets off.

@@ -1,0 +1,119 @@
+import CorralCore
+import Testing
+
+/// Failover (DESIGN §3 rule 3): a node that leaves holding VMs is fenced before anything of
+/// its runs elsewhere; only then do its HA VMs become pending and its leases move on.
+@Suite struct FailoverTests {
+    /// Three nodes; n1 runs an HA VM with a disk and a non-HA VM; n2 holds nothing.
+    static func loadedCluster() -> ClusterState {
+        var state = cluster("n1:8192 n2:8192 n3:8192")
+        state.run(vm("web", 1024, disks: ["/csv/web.img"]), on: "n1")
+        state.run(vm("scratch", 512, ha: false), on: "n1")
+        return state
+    }
+
+    /// A node holding VMs must be fenced; one holding nothing is simply down.
+    @Test func leavingNodeIsFencingOnlyIfItHoldsSomething() {
+        var state = Self.loadedCluster()
+        state.lose("n1", "n2")
+        #expect(state.nodes[state.id("n1")]?.health == .fencing)
+        #expect(state.nodes[state.id("n2")]?.health == .down)
+    }
+
+    /// Until the fence is declared the VM still counts as running on the lost node: nothing
+    /// restarts it, because the lost node may still be writing its disk.
+    @Test func vmsArePendingOnlyAfterDeclareFenced() {
+        var state = Self.loadedCluster()
+        state.lose("n1")
+        #expect(state.vms["web"]?.state == .running)
+        #expect(state.whereIs("web") == "n1")
+        #expect(Coordinator.recovery(state).isEmpty)
+
+        state.must(.declareFenced(state.id("n1"), method: "test"))
+        #expect(state.vms["web"]?.state == .pending)
+        #expect(state.vms["web"]?.reason == "failover from n1")
+        #expect(state.vms["web"]?.node == nil)
+        #expect(state.nodes[state.id("n1")]?.health == .fenced)
+    }
+
+    /// declareFenced is only for a node that is being fenced; a live one is refused.
+    @Test func declareFencedRefusedForALiveNode() {
+        let state = Self.loadedCluster()
+        #expect(state.refusal(of: .declareFenced(state.id("n1"), method: "test")) == "node 1 is not being fenced")
+    }
+
+    /// A VM that is not highly available is stopped with a reason, never restarted elsewhere.
+    @Test func nonHAVMsAreStopped() throws {
+        var state = Self.loadedCluster()
+        state.lose("n1")
+        state.must(.declareFenced(state.id("n1"), method: "test"))
+        let scratch = try #require(state.vms["scratch"])
+        #expect(scratch.state == .stopped)
+        #expect(!scratch.desiredRunning)
+        #expect(scratch.reason == "stopped: n1 failed and the VM is not highly available")
+        #expect(!state.coordinate().placements(in: state).contains { $0.hasPrefix("scratch@") })
+    }
+
+    /// Fencing revokes the lost node's leases and bumps the token, so its old token is dead.
+    @Test func leasesAreRevokedWithABiggerToken() throws {
+        var state = Self.loadedCluster()
+        let before = try #require(state.leases["/csv/web.img"])
+        state.lose("n1")
+        #expect(state.leases["/csv/web.img"] == before, "leases stay put until the fence")
+        state.must(.declareFenced(state.id("n1"), method: "test"))
+        let after = try #require(state.leases["/csv/web.img"])
+        #expect(after.holders.isEmpty)
+        #expect(after.token > before.token)
+    }
+
+    /// A VM migrating away from a node that is then fenced: the migration fails and the VM
+    /// fails over (its destination never got it).
+    @Test func migratingVMWhoseSourceIsFenced() {
+        var state = Self.loadedCluster()
+        let job = state.migrate("web", to: "n2")
+        state.lose("n1")
+        #expect(state.jobs[job]?.state == .running, "the destination may still receive it until the fence")
+        state.must(.declareFenced(state.id("n1"), method: "test"))
+        #expect(state.jobs[job]?.state == .failed)
+        #expect(state.jobs[job]?.failure == "n1 was fenced")
+        #expect(state.vms["web"]?.state == .pending)
+        #expect(state.refusal(of: .migrationFinished(job: job, downtimeMs: 5)) == "migration \(job) is not running")
+    }
+
+    /// A migration whose destination leaves fails at once; the VM keeps running on its source.
+    @Test func migrationToALostDestinationFails() {
+        var state = Self.loadedCluster()
+        let job = state.migrate("web", to: "n2")
+        state.lose("n2")
+        #expect(state.jobs[job]?.state == .failed)
+        #expect(state.vms["web"]?.state == .running)
+        #expect(state.whereIs("web") == "n1")
+    }
+
+    /// The coordinator declares the fence lease + margin after it saw the node leave, not a
+    /// millisecond earlier; a fence agent's confirmation ends the wait at once.
+    @Test(arguments: [
+        (Millis(3_499), false, nil as String?),
+        (Millis(3_500), false, "self-fence lease expired"),
+        (Millis(1_001), true, "fence agent confirmed"),
+    ])
+    func fencingWaitsForTheLease(now: Millis, confirmed: Bool, method: String?) {
+        var state = Self.loadedCluster()  // leaseMs 2000 + marginMs 500 by default
+        state.lose("n1")
+        let n1 = state.id("n1")
+        let context = Coordinator.Context(now: now, leftAt: [n1: 1_000], fenceConfirmed: confirmed ? [n1] : [])
+        let fences = Coordinator.plan(state, context).compactMap { c -> String? in
+            if case let .declareFenced(id, how) = c, id == n1 { how } else { nil }
+        }
+        #expect(fences == (method.map { [$0] } ?? []))
+    }
+
+    /// After the fence the HA VM restarts elsewhere, with a fresh lease on the new node.
+    @Test func failoverRestartsElsewhere() {
+        var state = Self.loadedCluster()
+        state.lose("n1")
+        state.must(.declareFenced(state.id("n1"), method: "test"))
+        #expect(state.coordinate().placements(in: state) == ["web@n2"])
+        #expect(state.leases["/csv/web.img"]?.holders == [state.id("n2")])
+    }
+}
