@@ -4,9 +4,12 @@ import Testing
 /// A node instance in and out of quorum (DESIGN §3 rule 4): a minority partition never acts,
 /// refuses requests, and stops its VMs; the majority restarts them only after the lease.
 @Suite struct CorralNodeTests {
-    /// Three synced nodes; the coordinator has placed "a" on n1 and n1's hypervisor runs it.
+    /// Three synced nodes with a 2 s lease and 0.5 s margin; the coordinator has placed "a" on
+    /// n1 and n1's hypervisor runs it.
     static func runningGroup() -> Group {
-        var state = cluster("n1:8192 n2:8192 n3:8192")
+        var settings = ClusterSettings()
+        settings.recovery = RecoverySettings(leaseMs: 2_000, marginMs: 500, heartbeatMs: 250)
+        var state = cluster("n1:8192 n2:8192 n3:8192", settings: settings)
         state.pending(vm("a", 1024, preferred: ["n1"]))
         var group = Group(state)
         group.membership([1, 2, 3], quorate: true)
@@ -34,7 +37,7 @@ import Testing
     }
 
     /// The majority restarts the minority's VM only once the minority's lease plus the margin
-    /// has passed (2000 + 500 ms by default), never before.
+    /// has passed (2000 + 500 ms here), never before.
     @Test func majorityWaitsForTheLeaseBeforeRestarting() {
         var group = Self.runningGroup()
         group.membership([2, 3], quorate: true)

@@ -98,7 +98,9 @@ import Testing
         (Millis(1_001), true, "fence agent confirmed"),
     ])
     func fencingWaitsForTheLease(now: Millis, confirmed: Bool, method: String?) {
-        var state = Self.loadedCluster()  // leaseMs 2000 + marginMs 500 by default
+        var state = Self.loadedCluster()
+        state.settings.recovery.leaseMs = 2_000
+        state.settings.recovery.marginMs = 500
         state.lose("n1")
         let n1 = state.id("n1")
         let context = Coordinator.Context(now: now, leftAt: [n1: 1_000], fenceConfirmed: confirmed ? [n1] : [])

@@ -45,6 +45,8 @@ import Testing
         .init(request: .setConfig(key: "migration.max-cluster", value: "two"), message: "migration.max-cluster takes a whole number ≥ 0, not two"),
         .init(request: .setConfig(key: "migration.reserve-mbps", value: "2.5"), message: "migration.reserve-mbps takes a whole number ≥ 0, not 2.5"),
         .init(request: .setConfig(key: "migration.max-attempts", value: "0"), message: "migration.max-attempts must be at least 1"),
+        .init(request: .setConfig(key: "fencing.lease-ms", value: "999"), message: "fencing.lease-ms must be at least 1000 (4 heartbeats)"),
+        .init(request: .setConfig(key: "fencing.margin-ms", value: "soon"), message: "fencing.margin-ms takes a whole number of milliseconds, not soon"),
         .init(request: .addVM(vm("a", 512), start: true), message: "a VM named a already exists"),
         .init(request: .addVM(vm("b", 0), start: true), message: "memory must be a positive number of MiB, not 0"),
         .init(request: .addVM(vm("b", -5), start: true), message: "memory must be a positive number of MiB, not -5"),
@@ -72,6 +74,9 @@ import Testing
         var settings = s.settings.migration
         settings.maxPerNode = 3
         #expect(RequestPlanner.command(for: .setConfig(key: "migration.max-per-node", value: "3"), in: s) == .success(.setMigrationSettings(settings)))
+        var recovery = s.settings.recovery
+        recovery.leaseMs = 8_000
+        #expect(RequestPlanner.command(for: .setConfig(key: "fencing.lease-ms", value: "8000"), in: s) == .success(.setRecoverySettings(recovery)))
         let spec = vm("b.2_x-y", 512, preferred: ["n2", "n1"], disks: ["/csv/b.img"])
         #expect(RequestPlanner.command(for: .addVM(spec, start: false), in: s) == .success(.addVM(spec, running: false, dirtyRateMiBps: 0)))
     }
