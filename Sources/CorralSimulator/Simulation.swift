@@ -52,7 +52,6 @@ public final class Simulation {
     var timelineState: [String: String] = [:]
     /// Bounds every run: a livelock becomes a reported violation instead of a hang.
     let eventBudget = 3_000_000
-    var messageKinds: [String: Int] = [:]
     /// Ends the run early once the report shows what a benchmark waits for.
     public var stopWhen: ((SimulationReport) -> Bool)?
     /// Per view, multicasts sent and not yet delivered, in send order.
@@ -88,8 +87,7 @@ public final class Simulation {
         while let next = queue.nextTime, next <= scenario.durationMs {
             budget -= 1
             guard budget > 0 else {
-                let top = messageKinds.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.prefix(3)
-                violation("event budget of \(eventBudget) exhausted (livelock?); most sent: \(top.map { "\($0.key)×\($0.value)" }.joined(separator: ", "))")
+                violation("event budget of \(eventBudget) exhausted (livelock?)")
                 break
             }
             let (time, event) = queue.pop()!
@@ -158,7 +156,6 @@ public final class Simulation {
         switch directive {
         case let .broadcast(envelope):
             guard let view = h.view, views[view] != nil else { return }
-            if case let .command(c) = envelope.body { messageKinds[String("\(c)".prefix { $0 != "(" }), default: 0] += 1 }
             if inFlight[view] == nil { queue.push(.pump(view: view), at: now + scenario.timing.messageLatencyMs) }
             inFlight[view, default: []].append(envelope)
         case let .startVM(spec, _):
