@@ -1,4 +1,5 @@
 import CorralCore
+import CorralSimulator
 import Foundation
 
 /// `corral-bench plan`: a full drain plan and a full failover plan for 64 nodes × 8,000 VMs.
@@ -12,7 +13,7 @@ enum PlanBenchmark {
         for i in 1...nodes {
             _ = state.apply(.registerNode(NodeSpec(id: NodeID(i), name: "node\(i)", capacity: Capacity(memoryMiB: 1_048_576, vcpus: 128), linkMiBps: 2_380)))
         }
-        var rng = SplitMix64Bench(seed: 64)
+        var rng = SplitMix64(seed: 64)
         for i in 1...vms {
             let spec = VMSpec(name: "vm\(i)", memoryMiB: 1024 * Int(1 + rng.next() % 8), vcpus: Int(1 + rng.next() % 4),
                               priority: Priority.allCases[Int(rng.next() % 3)],
@@ -57,19 +58,6 @@ enum PlanBenchmark {
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
         return times.sorted()[runs / 2]
-    }
-}
-
-/// The benchmark's own seeded generator (the simulator's lives in CorralSimulator).
-struct SplitMix64Bench {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
