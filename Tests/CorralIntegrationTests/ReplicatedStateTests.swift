@@ -20,33 +20,36 @@ struct ReplicatedStateTests {
         }
     }
 
-    @Test func killedNodeLeavesSurvivorsAgreedAndItsVMsFailOver() throws {
-        try LocalCluster.withCluster(nodes: 3) { cluster in
+    @Test(arguments: [3, 5])
+    func killedNodeLeavesSurvivorsAgreedAndItsVMsFailOver(nodes: Int) throws {
+        try LocalCluster.withCluster(nodes: nodes) { cluster in
             cluster.corral(1, "vm", "add", "web", "--memory", "1024", "--preferred", "node2")
             try cluster.waitUntil("web runs on node2") { cluster.status(1)?.vms.first?.node == "node2" }
             cluster.kill(2)
-            let report = try cluster.waitForAgreement([1, 3], members: 2)
-            #expect(report.members == ["node1", "node3"])
+            let survivors = (1...nodes).filter { $0 != 2 }
+            let report = try cluster.waitForAgreement(survivors, members: nodes - 1)
+            #expect(report.members == survivors.map { "node\($0)" })
             try cluster.waitUntil("web failed over after node2 was fenced") {
-                guard let s = cluster.status(3) else { return false }
+                guard let s = cluster.status(survivors.last!) else { return false }
                 return s.nodes.first { $0.name == "node2" }?.state == "fenced" && s.vms.first?.node != "node2" && s.vms.first?.state == "running"
             }
             cluster.start(2)
-            _ = try cluster.waitForAgreement([1, 2, 3], members: 3)
+            _ = try cluster.waitForAgreement(Array(1...nodes), members: nodes)
         }
     }
 
-    @Test func isolatedNodeRefusesChangesAndCatchesUpAfterHeal() throws {
-        try LocalCluster.withCluster(nodes: 3) { cluster in
-            cluster.partition(3)
-            try cluster.waitUntil("node3 reports not quorate") { cluster.status(3)?.quorate == false }
-            let refused = cluster.corral(3, "vm", "add", "lonely", "--memory", "256")
+    @Test(arguments: [3, 5])
+    func isolatedNodeRefusesChangesAndCatchesUpAfterHeal(nodes: Int) throws {
+        try LocalCluster.withCluster(nodes: nodes) { cluster in
+            cluster.partition(nodes)
+            try cluster.waitUntil("the isolated node reports not quorate") { cluster.status(nodes)?.quorate == false }
+            let refused = cluster.corral(nodes, "vm", "add", "lonely", "--memory", "256")
             #expect(refused.status != 0)
             #expect(refused.output.contains("no quorum"))
-            _ = try cluster.waitForAgreement([1, 2], members: 2)
+            _ = try cluster.waitForAgreement(Array(1..<nodes), members: nodes - 1)
             #expect(cluster.corral(1, "vm", "add", "majority", "--memory", "256").status == 0)
-            cluster.heal(3)
-            let report = try cluster.waitForAgreement([1, 2, 3], members: 3)
+            cluster.heal(nodes)
+            let report = try cluster.waitForAgreement(Array(1...nodes), members: nodes)
             #expect(report.vms.map(\.name) == ["majority"])
         }
     }
