@@ -65,14 +65,16 @@ enum ClusterCommands {
     }
 
     static func send(_ request: ControlRequest, _ socket: String) throws(UsageError) -> ControlResponse {
-        do {
-            let bytes = try ControlSocketClient.request(path: socket, line: JSONCoding.encode(request), timeoutSeconds: 30)
-            return try JSONCoding.decode(ControlResponse.self, from: bytes)
-        } catch let error as ControlSocketError {
+        let bytes: [UInt8]
+        do { bytes = try ControlSocketClient.request(path: socket, line: JSONCoding.encode(request), timeoutSeconds: 30) } catch {
             throw UsageError("\(error)")
-        } catch {
-            throw UsageError("unreadable reply from corrald: \(error)")
         }
+        if let response = try? JSONCoding.decode(ControlResponse.self, from: bytes) { return response }
+        // The socket layer itself answers refusals (e.g. permission denied) as {"ok":false,"error":…}.
+        if let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], let error = object["error"] as? String {
+            return .error(error)
+        }
+        throw UsageError("unreadable reply from corrald: \(String(decoding: bytes.prefix(200), as: UTF8.self))")
     }
 
     private static func show(_ socket: String, json: Bool, _ print: (StatusReport) -> Void) throws(UsageError) -> Int32 {
