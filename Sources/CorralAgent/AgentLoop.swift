@@ -54,7 +54,7 @@ public final class AgentLoop: @unchecked Sendable {
         log.write("corrald node \(spec.name) (id \(spec.id)) joined CPG group \(configuration.groupName); expected votes \(votes)")
     }
 
-    /// Runs until SIGTERM/SIGINT or `stop()`.
+    /// Runs until SIGTERM or SIGINT.
     public func run() async {
         let sink = self.sink
         let server: ControlSocketServer
@@ -88,8 +88,6 @@ public final class AgentLoop: @unchecked Sendable {
         group?.close()
         log.write("corrald stopped")
     }
-
-    public func stop() { sink.yield(.shutdown) }
 
     // MARK: events
 

@@ -27,15 +27,6 @@ public struct NodeLoad: Sendable {
         usage[node] = u
     }
 
-    public mutating func remove(_ spec: VMSpec, from node: NodeID) {
-        guard var u = usage[node] else { return }
-        u.memoryMiB -= spec.memoryMiB
-        u.vcpus -= spec.vcpus
-        u.vmCount -= 1
-        if let cls = spec.antiAffinityClass { u.classes[cls, default: 1] -= 1 }
-        usage[node] = u
-    }
-
     public func freeMemory(_ node: Node) -> Int { node.capacity.memoryMiB - (usage[node.id]?.memoryMiB ?? 0) }
 
     func fits(_ spec: VMSpec, on node: Node, vcpuOvercommit: Int) -> Bool {

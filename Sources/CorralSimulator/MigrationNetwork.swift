@@ -44,7 +44,6 @@ struct MigrationNetwork {
 
     mutating func setCap(job: Int, _ cap: Int) { flights[job]?.capMiBps = cap }
     @discardableResult mutating func remove(job: Int) -> Flight? { flights.removeValue(forKey: job) }
-    func flight(job: Int) -> Flight? { flights[job] }
 
     /// Removes every flight touching `node` (it crashed) and returns them.
     mutating func removeAll(touching node: NodeID) -> [Flight] {
