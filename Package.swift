@@ -19,8 +19,14 @@ let package = Package(
                        providers: [.apt(["libcpg-dev", "libquorum-dev", "libvotequorum-dev", "libcmap-dev"])]),
         /// Thin typed Swift wrapper over CPG, votequorum and cmap.
         .target(name: "CorosyncTransport", dependencies: ["CCorosync"]),
-        /// The node agent's shell: agent loop, wire format, control socket, persistence.
-        .target(name: "CorralAgent", dependencies: ["CorralCore", "CorosyncTransport"]),
+        /// libvirt's C API (libvirt.so) plus a small C shim for what Swift cannot call directly.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        /// Thin typed Swift wrapper over libvirt: connection, domains, migration, job stats, events.
+        .target(name: "LibvirtClient", dependencies: ["CLibvirt"]),
+        /// The Linux watchdog device's ioctls (linux/watchdog.h), which Swift cannot call (variadic).
+        .systemLibrary(name: "CWatchdog"),
+        /// The node agent's shell: agent loop, wire format, control socket, persistence, hypervisor, fencing.
+        .target(name: "CorralAgent", dependencies: ["CorralCore", "CorosyncTransport", "LibvirtClient", "CWatchdog"]),
         .executableTarget(name: "corral", dependencies: ["CorralCore", "CorralSimulator", "CorralAgent"]),
         .executableTarget(name: "corrald", dependencies: ["CorralAgent"]),
         .executableTarget(name: "corral-bench", dependencies: ["CorralCore", "CorralSimulator", "CorralAgent"]),

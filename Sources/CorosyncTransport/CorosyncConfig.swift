@@ -54,4 +54,22 @@ public enum CorosyncConfig {
         }
         return nodes
     }
+
+    /// Each node's first ring address (`nodelist.node.N.ring0_addr`) by node id: where its
+    /// hypervisor is reached for live migrations.
+    public static func nodeAddresses() throws(CorosyncError) -> [UInt32: String] {
+        var handle = cmap_handle_t()
+        try retryingTransient("cmap_initialize") { cmap_initialize(&handle) }
+        defer { cmap_finalize(handle) }
+        var addresses: [UInt32: String] = [:]
+        for index in 0..<1024 {
+            var nodeID: UInt32 = 0
+            guard cmap_get_uint32(handle, "nodelist.node.\(index).nodeid", &nodeID) == CS_OK else { break }
+            var raw: UnsafeMutablePointer<CChar>?
+            guard cmap_get_string(handle, "nodelist.node.\(index).ring0_addr", &raw) == CS_OK, let text = raw else { continue }
+            defer { free(text) }
+            addresses[nodeID] = String(cString: UnsafePointer(text))
+        }
+        return addresses
+    }
 }

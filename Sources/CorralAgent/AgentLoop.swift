@@ -10,16 +10,19 @@ public final class AgentLoop: @unchecked Sendable {
     /// Everything that can happen to the agent, in one ordered stream.
     enum Event: Sendable {
         case corosync(CorosyncEvent)
-        case reconnected(CorosyncGroup, expectedVotes: Int)
+        case reconnected(CorosyncGroup, expectedVotes: Int, addresses: [NodeID: String])
         case tick
         case control(ControlRequest, reply: @Sendable (ControlResponse) -> Void)
         case hypervisor(HypervisorEvent)
+        case fenceResult(NodeID, fenced: Bool)
         case shutdown
     }
 
     private let configuration: AgentConfiguration
     private let log: AgentLog
     private let hypervisor: Hypervisor
+    private let watchdog: Watchdog
+    private let fenceAgent: FenceAgent?
     private let store: StateFileStore
     private let events: AsyncStream<Event>
     private let sink: AsyncStream<Event>.Continuation
@@ -27,6 +30,8 @@ public final class AgentLoop: @unchecked Sendable {
     private var core: CorralNode
     private var group: CorosyncGroup?
     private var expectedVotes: Int
+    /// Ring addresses by node id, for migration URIs.
+    private var addresses: [NodeID: String]
     private var pendingReplies: [UInt64: @Sendable (ControlResponse) -> Void] = [:]
     private var nextRequest: UInt64 = 1
     private var dirty = false
@@ -37,20 +42,26 @@ public final class AgentLoop: @unchecked Sendable {
     static let persistEveryMs: Millis = 200
 
     /// Connects to Corosync (waiting for it if needed), loads the state file, builds the core.
-    public init(configuration: AgentConfiguration, hypervisor: Hypervisor = RecordOnlyHypervisor(), log: AgentLog) async {
+    public init(configuration: AgentConfiguration, hypervisor: Hypervisor = RecordOnlyHypervisor(),
+                watchdog: Watchdog = NoWatchdog(), log: AgentLog) async {
         self.configuration = configuration
         self.log = log
         self.hypervisor = hypervisor
+        self.watchdog = watchdog
+        self.fenceAgent = configuration.fenceAgent.map { FenceAgent(command: $0) }
         self.store = StateFileStore(directory: configuration.stateDirectory)
         (events, sink) = AsyncStream.makeStream(of: Event.self)
-        let (group, votes) = await Self.connect(configuration.groupName, log: log)
+        let (group, votes, addresses) = await Self.connect(configuration.groupName, log: log)
         self.group = group
         self.expectedVotes = votes
+        self.addresses = addresses
         var state = Self.loadState(store, log: log)
         state.settings.expectedVotes = votes
         let spec = NodeSpec(id: group.localNodeID, name: configuration.nodeName, capacity: configuration.capacity,
                             linkMiBps: configuration.linkMiBps)
-        core = CorralNode(spec: spec, state: state)
+        let inherited = watchdog.inheritedDeadline()
+        if let inherited { log.write("inherited a self-fence lease valid for \(inherited - BootClock.now()) ms from the previous run") }
+        core = CorralNode(spec: spec, state: state, fenceAgent: fenceAgent != nil, leaseExpiry: inherited)
         log.write("corrald node \(spec.name) (id \(spec.id)) joined CPG group \(configuration.groupName); expected votes \(votes)")
     }
 
@@ -75,12 +86,20 @@ public final class AgentLoop: @unchecked Sendable {
         }
         if let group { pump(group) }
         let signals = Self.watchSignals(sink)
-        execute(core.step(.hypervisor(.inventory(hypervisor.inventory())), now: Self.now()))
+        hypervisor.watch { [sink] in sink.yield(.hypervisor($0)) }
+        let inventory = await takeInventory()
+        reportDifferences(inventory)
+        execute(core.step(.hypervisor(.inventory(inventory)), now: Self.now()))
         for await event in events {
             if case .shutdown = event { break }
             handle(event)
         }
         persist(force: true)
+        if core.localVMs.isEmpty {
+            watchdog.disarm()
+        } else {
+            log.write("leaving the watchdog armed: \(core.localVMs.count) VMs still run here under the lease; restart corrald before it ends (drain the node first to stop for good)")
+        }
         signals.forEach { $0.cancel() }
         tickTask.cancel()
         server.stop()
@@ -101,7 +120,8 @@ public final class AgentLoop: @unchecked Sendable {
         }
         switch event {
         case let .corosync(event): onCorosync(event, now: now)
-        case let .reconnected(group, votes):
+        case let .reconnected(group, votes, addresses):
+            self.addresses = addresses
             self.group = group
             expectedVotes = votes
             log.write("reconnected to Corosync")
@@ -119,6 +139,7 @@ public final class AgentLoop: @unchecked Sendable {
                 execute(core.step(.request(id: id, request, whatIf: whatIf), now: now))
             }
         case let .hypervisor(event): execute(core.step(.hypervisor(event), now: now))
+        case let .fenceResult(node, fenced): execute(core.step(.fenceAgentResult(node, fenced: fenced), now: now))
         case .shutdown: break
         }
     }
@@ -148,8 +169,8 @@ public final class AgentLoop: @unchecked Sendable {
             execute(core.step(.membership(members: [core.id], quorate: false), now: now))
             let sink = self.sink, name = configuration.groupName, log = self.log
             Task {
-                let (group, votes) = await Self.connect(name, log: log)
-                sink.yield(.reconnected(group, expectedVotes: votes))
+                let (group, votes, addresses) = await Self.connect(name, log: log)
+                sink.yield(.reconnected(group, expectedVotes: votes, addresses: addresses))
             }
         }
     }
@@ -172,16 +193,27 @@ public final class AgentLoop: @unchecked Sendable {
                 do { try group.multicast(EnvelopeCodec.encode(envelope)) } catch {
                     log.write("multicast failed: \(error)")
                 }
-            case let .startVM(spec, _): hypervisor.start(spec, report: report)
+            case let .startVM(spec, tokens): hypervisor.start(spec, leaseTokens: tokens, report: report)
             case let .stopVM(vm, reason):
                 log.write("stopping \(vm): \(reason)")
                 hypervisor.stop(vm, report: report)
-            case let .migrateVM(job, spec, destination): hypervisor.migrate(job, spec, to: destination, report: report)
+            case let .migrateVM(job, spec, destination):
+                guard let address = addresses[job.destination] else {
+                    report(.migrationFailed(job: job.id, reason: "no ring address for \(destination) in the Corosync nodelist"))
+                    continue
+                }
+                hypervisor.migrate(job, spec, to: MigrationTarget(name: destination, address: address), report: report)
             case let .prepareIncoming(job, spec): hypervisor.prepareIncoming(job, spec, report: report)
             case let .setMigrationBandwidth(job, vm, bw): hypervisor.setMigrationBandwidth(job: job, vm: vm, MiBps: bw)
             case let .abortMigration(job, vm): hypervisor.abortMigration(job: job, vm: vm, report: report)
-            case let .runFenceAgent(_, name): log.write("no fence agent configured; waiting for \(name)'s self-fence lease")
-            case .renewLease: break
+            case let .runFenceAgent(node, name):
+                guard let fenceAgent else {
+                    log.write("no fence agent configured here; waiting for \(name)'s self-fence lease")
+                    continue
+                }
+                log.write("running the fence agent against \(name)")
+                fenceAgent.fence(name, log: log) { [sink] in sink.yield(.fenceResult(node, fenced: $0)) }
+            case let .renewLease(until): watchdog.arm(until: until)
             case let .reply(id, reply): pendingReplies.removeValue(forKey: id)?(.reply(reply))
             case .stateChanged: dirty = true
             case let .log(text): log.write(text)
@@ -216,13 +248,13 @@ public final class AgentLoop: @unchecked Sendable {
     // MARK: helpers
 
     /// Joins the CPG group, retrying every second until Corosync answers.
-    static func connect(_ name: String, log: AgentLog) async -> (CorosyncGroup, Int) {
+    static func connect(_ name: String, log: AgentLog) async -> (CorosyncGroup, Int, [NodeID: String]) {
         var attempt = 0
         while true {
             do {
                 let group = try CorosyncGroup(groupName: name)
                 let votes = try CorosyncConfig.expectedVotes()
-                return (group, max(1, votes))
+                return (group, max(1, votes), try CorosyncConfig.nodeAddresses())
             } catch {
                 if attempt % 10 == 0 { log.write("cannot join Corosync group \(name): \(error); retrying") }
                 attempt += 1
@@ -252,5 +284,34 @@ public final class AgentLoop: @unchecked Sendable {
         }
     }
 
-    static func now() -> Millis { Millis(DispatchTime.now().uptimeNanoseconds / 1_000_000) }
+    static func now() -> Millis { BootClock.now() }
+
+    /// What the hypervisor runs, asked until it answers (libvirtd may still be starting).
+    private func takeInventory() async -> [String] {
+        var attempt = 0
+        while true {
+            do { return try hypervisor.inventory() } catch {
+                if attempt % 10 == 0 { log.write("cannot list the hypervisor's guests: \(error); retrying") }
+                attempt += 1
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Start-up reconciliation: says where the hypervisor and the saved state disagree. The core
+    /// then acts on it once quorate (reporting a VM it should run as stopped, stopping one the
+    /// cluster runs elsewhere); guests the cluster does not know are left alone.
+    private func reportDifferences(_ running: [String]) {
+        let here = Set(running)
+        for name in running.sorted() {
+            guard let vm = core.state.vms[name] else {
+                log.write("reconcile: \(name) runs here but is not a Corral VM; leaving it alone")
+                continue
+            }
+            if vm.node != core.id { log.write("reconcile: \(name) runs here but the saved state has it on \(core.state.nodeName(vm.node)); the cluster decides once quorate") }
+        }
+        for vm in core.state.sortedVMs where vm.node == core.id && vm.state == .running && !here.contains(vm.name) {
+            log.write("reconcile: the saved state runs \(vm.name) here but the hypervisor does not; it will be reported stopped")
+        }
+    }
 }

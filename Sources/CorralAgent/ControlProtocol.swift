@@ -45,6 +45,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var percent: Int?
         public var remainingMiB: Int?
         public var rateMiBps: Int?
+        public var dirtyRateMiBps: Int?
+        /// Seconds left at the current rate; nil until the source reports progress.
+        public var etaSeconds: Int?
+        public var downtimeMs: Int
         public var failure: String
     }
     public var node: String
@@ -85,7 +89,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
             MigrationRow(id: j.id, vm: j.vm, from: state.nodeName(j.source), to: state.nodeName(j.destination),
                          purpose: j.purpose.rawValue, state: j.state.rawValue, bandwidthMiBps: j.bandwidthMiBps,
                          percent: j.progress.map { 100 - 100 * $0.remainingMiB / max(1, $0.totalMiB) },
-                         remainingMiB: j.progress?.remainingMiB, rateMiBps: j.progress?.rateMiBps, failure: j.failure)
+                         remainingMiB: j.progress?.remainingMiB, rateMiBps: j.progress?.rateMiBps,
+                         dirtyRateMiBps: j.progress?.dirtyRateMiBps,
+                         etaSeconds: j.progress.flatMap { p in p.rateMiBps > 0 ? (p.remainingMiB + p.rateMiBps - 1) / p.rateMiBps : nil },
+                         downtimeMs: j.downtimeMs, failure: j.failure)
         }
     }
 }

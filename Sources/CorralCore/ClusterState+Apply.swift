@@ -40,6 +40,11 @@ extension ClusterState {
             return .applied
         case let .declareFenced(id, _): return declareFenced(id)
         case let .finishDrain(id): return finishDrain(id)
+        case let .forgiveCrashes(name):
+            guard vms[name]?.crashCount ?? 0 > 0 else { return .refused("VM \(name) has no crashes to forgive") }
+            vms[name]!.crashCount = 0
+            vms[name]!.lastCrashNode = nil
+            return .applied
         case let .failDrain(id, reasons): return failDrain(id, reasons: reasons)
         case let .vmStarted(name, node, tokens): return vmStarted(name, on: node, tokens: tokens)
         case let .vmStopped(name, node, crashed): return vmStopped(name, on: node, crashed: crashed)
@@ -242,7 +247,9 @@ extension ClusterState {
     }
 
     private mutating func declareFenced(_ id: NodeID) -> ApplyOutcome {
-        guard var node = nodes[id], node.health == .fencing else { return .refused("node \(id) is not being fenced") }
+        // An `up` node is fenced when it went silent inside the membership (a hung agent): its
+        // lease ran out, so its watchdog has reset it.
+        guard var node = nodes[id], node.health == .fencing || node.health == .up else { return .refused("node \(id) is not being fenced") }
         node.health = .fenced
         nodes[id] = node
         for job in sortedJobs where job.isActive && (job.source == id || job.destination == id) {

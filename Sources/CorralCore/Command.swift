@@ -28,6 +28,8 @@ public enum Command: Codable, Sendable, Equatable {
     case declareFenced(NodeID, method: String)
     case finishDrain(NodeID)
     case failDrain(NodeID, reasons: [String])
+    /// The VM has run a whole crash window since its last crash: its crash count starts over.
+    case forgiveCrashes(vm: String)
 
     // Facts a node observed on its own hypervisor.
     case vmStarted(vm: String, on: NodeID, leaseTokens: [UInt64])

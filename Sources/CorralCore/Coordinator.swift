@@ -5,19 +5,29 @@
 public enum Coordinator {
     public struct Context: Sendable {
         public var now: Millis
-        /// When this node saw each node leave the membership.
-        public var leftAt: [NodeID: Millis]
+        /// For each node, the latest local time at which it may have renewed its lease: its last
+        /// heartbeat seen here, or the start of our unbroken quorate run if later (before it, a
+        /// quorate partition we were not in may have renewed it).
+        public var renewedBy: [NodeID: Millis]
         /// Nodes a fence agent confirmed off.
         public var fenceConfirmed: Set<NodeID>
-        public init(now: Millis, leftAt: [NodeID: Millis] = [:], fenceConfirmed: Set<NodeID> = []) {
+        /// Members of the current membership (a silent member is fenced by its lease too).
+        public var members: [NodeID]
+        /// VMs seen running without a crash for a whole crash window.
+        public var stableVMs: [String]
+        public init(now: Millis, renewedBy: [NodeID: Millis] = [:], fenceConfirmed: Set<NodeID> = [],
+                    members: [NodeID] = [], stableVMs: [String] = []) {
             self.now = now
-            self.leftAt = leftAt
+            self.renewedBy = renewedBy
             self.fenceConfirmed = fenceConfirmed
+            self.members = members
+            self.stableVMs = stableVMs
         }
     }
 
     public static func plan(_ state: ClusterState, _ context: Context) -> [Command] {
         var commands = fencing(state, context)
+        commands += context.stableVMs.map { .forgiveCrashes(vm: $0) }
         commands += recovery(state)
         commands += drains(state)
         commands += MigrationScheduler.decide(state)
@@ -25,13 +35,25 @@ public enum Coordinator {
     }
 
     /// A node that left holding VMs is fenced once a fence agent confirms it, or once its
-    /// self-fence lease has surely run out: lease + margin after we saw it leave.
+    /// self-fence lease has surely run out: lease + margin after it last could have renewed it.
+    /// A member that holds VMs but has gone silent that long (a hung agent) is fenced the same
+    /// way: its lease ran out, so it stopped its VMs or its watchdog reset it.
     static func fencing(_ state: ClusterState, _ context: Context) -> [Command] {
         let r = state.settings.recovery
-        return state.sortedNodes.filter { $0.health == .fencing }.compactMap { node in
-            if context.fenceConfirmed.contains(node.id) { return .declareFenced(node.id, method: "fence agent confirmed") }
-            guard let left = context.leftAt[node.id], context.now >= left + Millis(r.leaseMs + r.marginMs) else { return nil }
-            return .declareFenced(node.id, method: "self-fence lease expired")
+        func leaseOver(_ id: NodeID) -> Bool {
+            guard let renewed = context.renewedBy[id] else { return false }
+            return context.now >= renewed + Millis(r.leaseMs + r.marginMs)
+        }
+        return state.sortedNodes.compactMap { node in
+            switch node.health {
+            case .fencing:
+                if context.fenceConfirmed.contains(node.id) { return .declareFenced(node.id, method: "fence agent confirmed") }
+                return leaseOver(node.id) ? .declareFenced(node.id, method: "self-fence lease expired") : nil
+            case .up where context.members.contains(node.id) && state.holdsAnything(node.id) && leaseOver(node.id):
+                return .declareFenced(node.id, method: "silent for a whole lease: its watchdog has reset it")
+            default:
+                return nil
+            }
         }
     }
 

@@ -33,15 +33,26 @@ public struct CorralNode: Sendable {
     private var preparedIncoming: Set<Int> = []
     private var sentFacts: Set<String> = []
     private var leftAt: [NodeID: Millis] = [:]
+    /// When each node's heartbeat was last delivered here in a quorate membership.
+    private var heartbeatSeen: [NodeID: Millis] = [:]
+    /// When this node (as coordinator) first saw each crashed VM running again.
+    private var runningSinceCrash: [String: Millis] = [:]
+    /// This node's shell can run a fence agent against lost peers.
+    private let hasFenceAgent: Bool
     /// Start of this node's current unbroken run of quorate memberships.
     private var quorateSince: Millis?
     private var fenceAsked: Set<NodeID> = []
     private var fenceConfirmed: Set<NodeID> = []
 
-    public init(spec: NodeSpec, state: ClusterState) {
+    /// - `fenceAgent`: this node's shell has a fence agent command configured.
+    /// - `leaseExpiry`: the lease a previous run of this node's agent left (from its watchdog
+    ///   file), so that restarting the agent does not stop the VMs the lease still covers.
+    public init(spec: NodeSpec, state: ClusterState, fenceAgent: Bool = false, leaseExpiry: Millis? = nil) {
         self.id = spec.id
         self.spec = spec
         self.state = state
+        self.hasFenceAgent = fenceAgent
+        self.leaseExpiry = leaseExpiry
     }
 
     public var isCoordinator: Bool { quorate && !syncing && members.first == id }
@@ -150,9 +161,12 @@ public struct CorralNode: Sendable {
         case let .syncOffer(offer): onSyncOffer(offer, from: envelope.origin, &out)
         case let .snapshot(snapshot, snapshotView): onSnapshot(snapshot, view: snapshotView, from: envelope.origin, &out)
         case let .command(command):
-            if case let .heartbeat(node, sequence) = command, node == id, quorate, let sent = heartbeatSentAt.removeValue(forKey: sequence) {
-                leaseExpiry = max(leaseExpiry ?? .min, sent + Millis(state.settings.recovery.leaseMs))
-                out.append(.renewLease(until: leaseExpiry!))
+            if case let .heartbeat(node, sequence) = command, quorate {
+                heartbeatSeen[node] = now
+                if node == id, let sent = heartbeatSentAt.removeValue(forKey: sequence) {
+                    leaseExpiry = max(leaseExpiry ?? .min, sent + Millis(state.settings.recovery.leaseMs))
+                    out.append(.renewLease(until: leaseExpiry!))
+                }
             }
             let reply = envelope.origin == id ? pendingReplies.removeValue(forKey: envelope.sequence) : nil
             guard quorate, !syncing else {
@@ -186,8 +200,10 @@ public struct CorralNode: Sendable {
         if quorate && !syncing && lastHeartbeat.map({ now - $0 >= Millis(state.settings.recovery.heartbeatMs) }) ?? true {
             sendHeartbeat(&out)
         }
-        if isCoordinator && state.settings.recovery.fenceAgent {
-            for node in state.sortedNodes where node.health == .fencing && !fenceAsked.contains(node.id) {
+        if isCoordinator && (state.settings.recovery.fenceAgent || hasFenceAgent) {
+            let grace = Millis(state.settings.recovery.fenceGraceMs)
+            for node in state.sortedNodes where node.health == .fencing && !fenceAsked.contains(node.id)
+                && now >= (leftAt[node.id] ?? now) + grace {
                 fenceAsked.insert(node.id)
                 out.append(.runFenceAgent(node.id, name: node.name))
             }
@@ -203,10 +219,11 @@ public struct CorralNode: Sendable {
     /// Stop margin before the lease runs out: the VMs must be off before anyone may restart them.
     private var leaseGuard: Millis { Millis(min(500, state.settings.recovery.leaseMs / 4)) }
 
-    /// Without quorum, or with a lease about to run out (Corosync silent), stop every VM here:
-    /// the quorate side restarts them once the lease is over.
+    /// With the lease about to run out (no quorum, or Corosync silent), stop every VM here: the
+    /// quorate side restarts them once the lease is over. Until then a node that lost quorum
+    /// keeps its VMs, so a partition that heals within the lease costs nothing.
     private mutating func selfFenceIfNeeded(_ out: inout [Directive]) {
-        guard !quorate || leaseEnding else { return }
+        guard leaseEnding else { return }
         for vm in localVMs.sorted() where !issuedStops.contains(vm) {
             issuedStops.insert(vm)
             out.append(.stopVM(vm, reason: quorate ? "self-fence: lease ending without a heartbeat" : "self-fence: no quorum"))
@@ -249,6 +266,11 @@ public struct CorralNode: Sendable {
             issuedStops.remove(vm)
             issuedStarts.remove(vm)
             if crashed { out.append(.log("VM \(vm) crashed")) }
+        case let .startFailed(vm, reason):
+            issuedStarts.remove(vm)
+            out.append(.log("VM \(vm) failed to start: \(reason)"))
+            // Counted as a crash here: the restart policy then decides where (or whether) it runs.
+            if canAct, state.vms[vm]?.node == id { report(.vmStopped(vm: vm, on: id, crashed: true), &out) }
         case let .inventory(vms):
             localVMs = Set(vms)
         case let .migrationProgress(job, progress):
@@ -355,8 +377,30 @@ public struct CorralNode: Sendable {
 
     private mutating func coordinate(_ out: inout [Directive]) {
         guard isCoordinator, outstanding.isEmpty else { return }
-        let context = Coordinator.Context(now: now, leftAt: leftAt, fenceConfirmed: fenceConfirmed)
+        var renewedBy: [NodeID: Millis] = [:]
+        for node in state.nodes.keys {
+            renewedBy[node] = max(heartbeatSeen[node] ?? .min, quorateSince ?? now)
+        }
+        let context = Coordinator.Context(now: now, renewedBy: renewedBy, fenceConfirmed: fenceConfirmed,
+                                          members: members, stableVMs: stableAfterCrashes())
         for command in Coordinator.plan(state, context) { send(.command(command), &out) }
+    }
+}
+
+extension CorralNode {
+    /// Crashed VMs that have now run a whole crash window (as seen by this coordinator; a new
+    /// coordinator starts counting afresh, which only delays the forgiving).
+    fileprivate mutating func stableAfterCrashes() -> [String] {
+        let window = Millis(state.settings.recovery.crashWindowMs)
+        var stable: [String] = []
+        var seen: [String: Millis] = [:]
+        for vm in state.sortedVMs where vm.crashCount > 0 && vm.state == .running {
+            let since = runningSinceCrash[vm.name] ?? now
+            seen[vm.name] = since
+            if now - since >= window { stable.append(vm.name) }
+        }
+        runningSinceCrash = seen
+        return stable
     }
 }
 

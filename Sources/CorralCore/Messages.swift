@@ -48,6 +48,8 @@ public enum HypervisorEvent: Sendable, Equatable {
     /// The VM runs here now (started here, or arrived by migration).
     case running(String)
     case stopped(String, crashed: Bool)
+    /// A start failed; the VM does not run here.
+    case startFailed(String, reason: String)
     case migrationProgress(job: Int, MigrationProgress)
     /// Switchover done: the VM left this node for the destination.
     case migrationCompleted(job: Int, vm: String, downtimeMs: Int)

@@ -25,7 +25,8 @@ public enum RequestReply: Codable, Sendable, Equatable {
 public enum RequestPlanner {
     public static let configKeys = ["migration.max-per-node", "migration.max-cluster", "migration.reserve-mbps",
                                     "migration.auto-tune", "migration.stream-mbps", "migration.max-attempts",
-                                    "fencing.lease-ms", "fencing.margin-ms"]
+                                    "fencing.lease-ms", "fencing.margin-ms", "fencing.grace-ms",
+                                    "recovery.restarts-in-place", "recovery.max-crashes", "recovery.crash-window-ms"]
 
     public static func command(for request: OperatorRequest, in state: ClusterState) -> Result<Command, RequestRefusal> {
         switch request {
@@ -90,6 +91,8 @@ public enum RequestPlanner {
         case let .startMigration(id, bw):
             "start migration \(id) (\(state.jobs[id].map { "\($0.vm) \(state.nodeName($0.source))→\(state.nodeName($0.destination))" } ?? "?")) at \(bw == 0 ? "uncapped" : "\(bw) MiB/s")"
         case let .place(vm, node): "start \(vm) on \(state.nodeName(node))"
+        case let .declareFenced(id, method): "\(state.nodeName(id)) is fenced (\(method))"
+        case let .forgiveCrashes(vm): "forgive \(vm)'s crashes: it ran a whole crash window"
         case let .drainNode(id): "drain \(state.nodeName(id))"
         case let .resumeNode(id, failback): "resume \(state.nodeName(id))\(failback ? " with failback" : "")"
         case let .moveVM(vm, to): "move \(vm) to \(state.nodeName(to))"
@@ -98,7 +101,8 @@ public enum RequestPlanner {
         case let .startVM(vm): "start \(vm)"
         case let .stopVM(vm): "stop \(vm)"
         case let .pauseNode(id): "pause \(state.nodeName(id))"
-        case let .setRecoverySettings(r): "set fencing: lease \(r.leaseMs) ms, margin \(r.marginMs) ms"
+        case let .setRecoverySettings(r):
+            "set fencing: lease \(r.leaseMs) ms, margin \(r.marginMs) ms, grace \(r.fenceGraceMs) ms; recovery: \(r.restartsInPlace) restarts in place, failed after \(r.maxCrashes) crashes per \(r.crashWindowMs / 60_000) min"
         case let .setMigrationSettings(m):
             "set migration settings: max-per-node \(m.maxPerNode), max-cluster \(m.maxCluster), auto-tune \(m.autoTune ? "on" : "off"), reserve \(m.reserveMiBps) MiB/s, stream \(m.streamMiBps) MiB/s"
         default: "\(command)"
@@ -129,14 +133,23 @@ public enum RequestPlanner {
         var m = state.settings.migration
         func count() -> Int? { Int(value).flatMap { $0 >= 0 && $0 <= 1_000_000 ? $0 : nil } }
         switch key {
-        case "fencing.lease-ms", "fencing.margin-ms":
+        case "fencing.lease-ms", "fencing.margin-ms", "fencing.grace-ms", "recovery.restarts-in-place",
+             "recovery.max-crashes", "recovery.crash-window-ms":
             var r = state.settings.recovery
-            guard let n = count() else { return .failure("\(key) takes a whole number of milliseconds, not \(value)") }
-            if key == "fencing.lease-ms" {
+            guard let n = count() else { return .failure("\(key) takes a whole number ≥ 0, not \(value)") }
+            switch key {
+            case "fencing.lease-ms":
                 guard n >= 4 * r.heartbeatMs else { return .failure("fencing.lease-ms must be at least \(4 * r.heartbeatMs) (4 heartbeats)") }
                 r.leaseMs = n
-            } else {
-                r.marginMs = n
+            case "fencing.margin-ms": r.marginMs = n
+            case "fencing.grace-ms": r.fenceGraceMs = n
+            case "recovery.restarts-in-place": r.restartsInPlace = n
+            case "recovery.max-crashes":
+                guard n >= 1 else { return .failure("recovery.max-crashes must be at least 1") }
+                r.maxCrashes = n
+            default:
+                guard n >= 60_000 else { return .failure("recovery.crash-window-ms must be at least 60000 (one minute)") }
+                r.crashWindowMs = n
             }
             return .success(.setRecoverySettings(r))
         case "migration.auto-tune":

@@ -35,8 +35,8 @@ public struct RecoverySettings: Codable, Sendable, Equatable {
     /// Must exceed Corosync's failure detection (no delivery at all while a new membership
     /// forms: about 3.4 s with `token: 1000`) plus a heartbeat, or healthy nodes self-fence.
     public var leaseMs: Int
-    /// Extra wait on the quorate side after `leaseMs`, measured from the membership change, for
-    /// clock-rate drift and the time the lost node needs to notice.
+    /// Extra wait on the quorate side after `leaseMs`, counted from the lost node's last heartbeat
+    /// seen here, for clock-rate drift and a heartbeat the lost node delivered but we did not.
     public var marginMs: Int
     /// Heartbeat period: how often a quorate node proves its Corosync path by a round trip.
     public var heartbeatMs: Int
@@ -44,17 +44,25 @@ public struct RecoverySettings: Codable, Sendable, Equatable {
     public var fenceAgent: Bool
     /// Crashes restarted on the same node before the VM fails over.
     public var restartsInPlace: Int
-    /// Crashes in all after which a VM is left failed (no restart storm).
+    /// Crashes after which a VM is left failed (no restart storm).
     public var maxCrashes: Int
+    /// A VM that has run this long since its last crash has its crash count forgiven, so the
+    /// limits above count crashes per window (default one hour).
+    public var crashWindowMs: Int
+    /// How long a node that left the membership may come back before a fence agent is run
+    /// against it: link blips shorter than this cost no failover. 0 fences at once.
+    public var fenceGraceMs: Int
 
     public init(leaseMs: Int = 5000, marginMs: Int = 500, heartbeatMs: Int = 250, fenceAgent: Bool = false,
-                restartsInPlace: Int = 2, maxCrashes: Int = 5) {
+                restartsInPlace: Int = 2, maxCrashes: Int = 5, crashWindowMs: Int = 3_600_000, fenceGraceMs: Int = 0) {
         self.leaseMs = leaseMs
         self.marginMs = marginMs
         self.heartbeatMs = heartbeatMs
         self.fenceAgent = fenceAgent
         self.restartsInPlace = restartsInPlace
         self.maxCrashes = maxCrashes
+        self.crashWindowMs = crashWindowMs
+        self.fenceGraceMs = fenceGraceMs
     }
 }
 

@@ -7,10 +7,12 @@ enum ClusterCommands {
     static let defaultSocket = "/run/corral/corral.sock"
 
     static func run(_ command: String, _ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
-        var args = try Arguments(raw, flags: ["json", "what-if", "no-ha", "stopped", "failback"])
+        var args = try Arguments(raw, flags: ["json", "what-if", "no-ha", "stopped", "failback", "wait"])
         let socket = args.option("socket") ?? ProcessInfo.processInfo.environment["CORRAL_SOCKET"] ?? defaultSocket
         let json = args.flag("json")
         let whatIf = args.flag("what-if")
+        let wait = args.flag("wait")
+        let timeout = try args.int("timeout", default: 900, min: 1)!
         let words = args.words
         func name(_ what: String) throws(UsageError) -> String {
             guard words.count == 2 else { throw UsageError("usage: corral \(command) \(words.first ?? "") \(what)") }
@@ -29,6 +31,7 @@ enum ClusterCommands {
             return try show(socket, json: json, select: \.nodes) { printNodes($0) }
         case ("migrations", nil):
             try args.rejectUnknown()
+            if wait { return try Waiting.forMigrations(socket, timeoutSeconds: timeout) }
             return try show(socket, json: json, select: \.migrations) { printMigrations($0) }
         case ("vm", "add"?):
             let vmName = try name("NAME --memory MIB")
@@ -55,7 +58,11 @@ enum ClusterCommands {
         }
         try args.rejectUnknown()
         switch try send(request, socket) {
-        case let .reply(.done(text)): print(text)
+        case let .reply(.done(text)):
+            print(text)
+            if wait, case let .operate(operation, false) = request {
+                return try Waiting.until(operation, socket, timeoutSeconds: timeout)
+            }
         case let .reply(.plan(lines)): print("what-if (nothing was changed):"); lines.forEach { print("  \($0)") }
         case let .reply(.refused(text)): return fail(text)
         case let .error(text): return fail(text)
@@ -121,9 +128,11 @@ enum ClusterCommands {
     }
 
     static func printMigrations(_ r: StatusReport) {
-        table(["ID", "VM", "FROM", "TO", "PURPOSE", "STATE", "PROGRESS", "RATE", "BANDWIDTH", "FAILURE"], r.migrations.map {
+        table(["ID", "VM", "FROM", "TO", "PURPOSE", "STATE", "PROGRESS", "RATE", "REMAINING", "ETA", "BANDWIDTH", "DOWNTIME", "FAILURE"], r.migrations.map {
             ["\($0.id)", $0.vm, $0.from, $0.to, $0.purpose, $0.state, $0.percent.map { "\($0)%" } ?? "-",
-             $0.rateMiBps.map { "\($0) MiB/s" } ?? "-", $0.bandwidthMiBps == 0 ? "uncapped" : "\($0.bandwidthMiBps) MiB/s", $0.failure]
+             $0.rateMiBps.map { "\($0) MiB/s" } ?? "-", $0.remainingMiB.map { "\($0) MiB" } ?? "-",
+             $0.etaSeconds.map { "\($0) s" } ?? "-", $0.bandwidthMiBps == 0 ? "uncapped" : "\($0.bandwidthMiBps) MiB/s",
+             $0.state == "succeeded" ? "\($0.downtimeMs) ms" : "-", $0.failure]
         })
     }
 

@@ -21,12 +21,18 @@ import Testing
         return group
     }
 
-    /// Cut off alone, n1 stops its VM at once and refuses every request with "no quorum".
+    /// Cut off alone, n1 refuses every request with "no quorum" at once, keeps its VM while
+    /// its lease lasts (a partition that heals in time costs nothing), and stops it before the
+    /// lease ends (2000 ms lease, 500 ms guard).
     @Test func minorityStopsItsVMsAndRefusesRequests() {
         var group = Self.runningGroup()
         #expect(group.stops(1).isEmpty)
         group.membership([2, 3], quorate: true)
         group.membership([1], quorate: false)
+        #expect(group.stops(1).isEmpty)
+        group.advance(by: 1_000)
+        #expect(group.stops(1).isEmpty)
+        group.advance(by: 1_000)
         #expect(group.stops(1) == ["a"])
         #expect((group.directives[1] ?? []).contains(.stopVM("a", reason: "self-fence: no quorum")))
 

@@ -36,9 +36,11 @@ import Testing
         #expect(state.nodes[state.id("n1")]?.health == .fenced)
     }
 
-    /// declareFenced is only for a node that is being fenced; a live one is refused.
-    @Test func declareFencedRefusedForALiveNode() {
-        let state = Self.loadedCluster()
+    /// declareFenced is for a node being fenced (or a silent member); one already fenced is refused.
+    @Test func declareFencedRefusedForAFencedNode() {
+        var state = Self.loadedCluster()
+        state.lose("n1")
+        state.must(.declareFenced(state.id("n1"), method: "test"))
         #expect(state.refusal(of: .declareFenced(state.id("n1"), method: "test")) == "node 1 is not being fenced")
     }
 
@@ -90,8 +92,8 @@ import Testing
         #expect(state.whereIs("web") == "n1")
     }
 
-    /// The coordinator declares the fence lease + margin after it saw the node leave, not a
-    /// millisecond earlier; a fence agent's confirmation ends the wait at once.
+    /// The coordinator declares the fence lease + margin after the node could last have renewed
+    /// its lease, not a millisecond earlier; a fence agent's confirmation ends the wait at once.
     @Test(arguments: [
         (Millis(3_499), false, nil as String?),
         (Millis(3_500), false, "self-fence lease expired"),
@@ -103,11 +105,25 @@ import Testing
         state.settings.recovery.marginMs = 500
         state.lose("n1")
         let n1 = state.id("n1")
-        let context = Coordinator.Context(now: now, leftAt: [n1: 1_000], fenceConfirmed: confirmed ? [n1] : [])
+        let context = Coordinator.Context(now: now, renewedBy: [n1: 1_000], fenceConfirmed: confirmed ? [n1] : [])
         let fences = Coordinator.plan(state, context).compactMap { c -> String? in
             if case let .declareFenced(id, how) = c, id == n1 { how } else { nil }
         }
         #expect(fences == (method.map { [$0] } ?? []))
+    }
+
+    /// A member that holds VMs but whose heartbeats stopped (a hung agent) is fenced by its
+    /// lease like a node that left; a silent member that holds nothing is left alone.
+    @Test(arguments: [(Millis(3_499), false), (Millis(3_500), true)])
+    func silentMemberIsFencedByItsLease(now: Millis, fenced: Bool) {
+        var state = Self.loadedCluster()
+        state.settings.recovery.leaseMs = 2_000
+        state.settings.recovery.marginMs = 500
+        let n1 = state.id("n1")
+        let members = state.sortedNodes.map(\.id)
+        let context = Coordinator.Context(now: now, renewedBy: [n1: 1_000], members: members)
+        let fences = Coordinator.plan(state, context).filter { if case .declareFenced(n1, _) = $0 { true } else { false } }
+        #expect(fences.count == (fenced ? 1 : 0))
     }
 
     /// After the fence the HA VM restarts elsewhere, with a fresh lease on the new node.

@@ -1,0 +1,107 @@
+import CorralAgent
+import CorralCore
+import Foundation
+
+/// `--wait`: polls corrald's status twice a second and shows one progress line until the
+/// operation has finished, failed, or the timeout passed (exit 0, 1, 1).
+enum Waiting {
+    static let pollMs: UInt32 = 500
+
+    static func until(_ operation: OperatorRequest, _ socket: String, timeoutSeconds: Int) throws(UsageError) -> Int32 {
+        switch operation {
+        case let .drainNode(node):
+            return try poll(socket, timeoutSeconds) { r in
+                guard let row = r.nodes.first(where: { $0.name == node }) else { return .failed("node \(node) is gone") }
+                if row.state == "drained" { return .done("\(node) is drained") }
+                if row.state != "draining" {
+                    return .failed("drain of \(node) stopped:\n  " + (row.drainFailures.isEmpty ? [row.state] : row.drainFailures).joined(separator: "\n  "))
+                }
+                return .waiting("draining \(node): \(row.vms) VMs left; " + migrationSummary(r))
+            }
+        case let .resumeNode(node, failback: true):
+            return try poll(socket, timeoutSeconds) { r in
+                let active = r.migrations.filter { $0.to == node && $0.purpose == "failback" && isActive($0) }
+                return active.isEmpty ? .done("failback to \(node) finished") : .waiting("failing back to \(node): " + migrationSummary(r))
+            }
+        case let .moveVM(vm, _):
+            return try poll(socket, timeoutSeconds) { r in
+                guard let job = r.migrations.last(where: { $0.vm == vm }) else { return .done("\(vm) moved") }
+                switch job.state {
+                case "succeeded": return .done("\(vm) now runs on \(job.to) (downtime \(job.downtimeMs) ms)")
+                case "failed": return .failed("moving \(vm) failed: \(job.failure)")
+                default: return .waiting("moving \(vm): " + describe(job))
+                }
+            }
+        case let .addVM(spec, start: true):
+            return try until(.startVM(spec.name), socket, timeoutSeconds: timeoutSeconds)
+        case let .startVM(vm):
+            return try poll(socket, timeoutSeconds) { r in
+                guard let row = r.vms.first(where: { $0.name == vm }) else { return .failed("VM \(vm) is gone") }
+                switch row.state {
+                case "running": return .done("\(vm) runs on \(row.node)")
+                case "failed", "stopped": return .failed("\(vm) is \(row.state): \(row.reason)")
+                default: return .waiting("\(vm) is \(row.state)\(row.reason.isEmpty ? "" : ": \(row.reason)")")
+                }
+            }
+        case let .stopVM(vm):
+            return try poll(socket, timeoutSeconds) { r in
+                guard let row = r.vms.first(where: { $0.name == vm }) else { return .done("\(vm) is gone") }
+                return row.state == "stopped" ? .done("\(vm) is stopped") : .waiting("\(vm) is \(row.state)")
+            }
+        default:
+            return 0
+        }
+    }
+
+    static func forMigrations(_ socket: String, timeoutSeconds: Int) throws(UsageError) -> Int32 {
+        try poll(socket, timeoutSeconds) { r in
+            r.migrations.contains(where: isActive) ? .waiting(migrationSummary(r)) : .done("no migrations queued or running")
+        }
+    }
+
+    enum Verdict {
+        case waiting(String), done(String), failed(String)
+    }
+
+    private static func poll(_ socket: String, _ timeoutSeconds: Int, _ judge: (StatusReport) -> Verdict) throws(UsageError) -> Int32 {
+        let deadline = Date().addingTimeInterval(Double(timeoutSeconds))
+        let live = isatty(1) == 1
+        var last = ""
+        while Date() < deadline {
+            guard case let .status(report) = try ClusterCommands.send(.status, socket) else { return ClusterCommands.fail("corrald did not answer with its status") }
+            switch judge(report) {
+            case let .done(text):
+                if live && !last.isEmpty { print("") }
+                print(text)
+                return 0
+            case let .failed(text):
+                if live && !last.isEmpty { print("") }
+                return ClusterCommands.fail(text)
+            case let .waiting(text) where text != last:
+                if live { FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + text).utf8)) } else { print(text) }
+                last = text
+            case .waiting:
+                break
+            }
+            usleep(pollMs * 1000)
+        }
+        if live && !last.isEmpty { print("") }
+        return ClusterCommands.fail("still not done after \(timeoutSeconds) s (it goes on; see corral status)")
+    }
+
+    static func isActive(_ m: StatusReport.MigrationRow) -> Bool { m.state == "queued" || m.state == "running" }
+
+    static func migrationSummary(_ r: StatusReport) -> String {
+        let running = r.migrations.filter { $0.state == "running" }
+        let queued = r.migrations.filter { $0.state == "queued" }.count
+        return "\(running.count) running, \(queued) queued" + (running.isEmpty ? "" : ": " + running.map(describe).joined(separator: "; "))
+    }
+
+    static func describe(_ m: StatusReport.MigrationRow) -> String {
+        var text = "\(m.vm) \(m.from)→\(m.to) \(m.state)"
+        if let percent = m.percent { text += " \(percent)%" }
+        if let rate = m.rateMiBps { text += " \(rate) MiB/s" }
+        if let eta = m.etaSeconds { text += " eta \(eta) s" }
+        return text
+    }
+}
