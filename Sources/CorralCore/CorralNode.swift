@@ -62,8 +62,14 @@ public struct CorralNode: Sendable {
     var leaseEnding: Bool { leaseExpiry.map { $0 - leaseGuard <= now } ?? true }
 
     public mutating func step(_ input: Input, now: Millis) -> [Directive] {
-        self.now = max(self.now, now)
         var out: [Directive] = []
+        // Not run for a while (the agent was stopped or starved): quorate views may have come
+        // and gone unseen, so no lease bound from before the gap can be trusted.
+        if self.now > 0, now - self.now > 2 * Millis(state.settings.recovery.heartbeatMs), quorate {
+            quorateSince = now
+            out.append(.log("not run for \(now - self.now) ms; counting peers' leases afresh"))
+        }
+        self.now = max(self.now, now)
         switch input {
         case let .membership(members, quorate): onMembership(members.sorted(), quorate: quorate, &out)
         case let .delivered(envelope): onDelivered(envelope, &out)
