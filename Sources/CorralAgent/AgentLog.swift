@@ -15,8 +15,12 @@ public final class AgentLog: Sendable {
         }
     }
 
+    /// UTC with milliseconds: failover timings are read from these lines.
+    static let timestamp = Date.ISO8601FormatStyle().year().month().day().dateSeparator(.dash)
+        .dateTimeSeparator(.standard).time(includingFractionalSeconds: true)
+
     public func write(_ message: String) {
-        let line = "\(Date().ISO8601Format()) \(message)\n"
+        let line = "\(Date().ISO8601Format(Self.timestamp))Z \(message)\n"
         handle.withLock { $0.write(Data(line.utf8)) }
     }
 }

@@ -9,7 +9,7 @@ extension AgentConfiguration {
         var attempt = 0
         while true {
             do {
-                return try LibvirtHypervisor(uri: libvirtURI) { template.replacingOccurrences(of: "{address}", with: $0.address) } as! Hypervisor
+                return try LibvirtHypervisor(uri: libvirtURI) { template.replacingOccurrences(of: "{address}", with: $0.address) }
             } catch {
                 attempt += 1
                 guard attempt < 60 else { throw error }
