@@ -27,13 +27,15 @@ let package = Package(
         .systemLibrary(name: "CWatchdog"),
         /// The node agent's shell: agent loop, wire format, control socket, persistence, hypervisor, fencing.
         .target(name: "CorralAgent", dependencies: ["CorralCore", "CorosyncTransport", "LibvirtClient", "CWatchdog"]),
+        /// Drives `Deploy/local-cluster` (real nodes in namespaces) for tests, benchmarks and chaos.
+        .target(name: "CorralTestbed", dependencies: ["CorralAgent", "CorralCore"]),
         .executableTarget(name: "corral", dependencies: ["CorralCore", "CorralSimulator", "CorralAgent"]),
         .executableTarget(name: "corrald", dependencies: ["CorralAgent"]),
-        .executableTarget(name: "corral-bench", dependencies: ["CorralCore", "CorralSimulator", "CorralAgent"]),
+        .executableTarget(name: "corral-bench", dependencies: ["CorralCore", "CorralSimulator", "CorralAgent", "CorralTestbed"]),
         .testTarget(name: "CorralCoreTests", dependencies: ["CorralCore"]),
         .testTarget(name: "CorralSimulatorTests", dependencies: ["CorralSimulator", "CorralCore"], resources: [.copy("Golden")]),
         .testTarget(name: "CorralAgentTests", dependencies: ["CorralAgent", "CorralCore"]),
-        .testTarget(name: "CorralIntegrationTests", dependencies: ["CorralAgent", "CorralCore"]),
+        .testTarget(name: "CorralIntegrationTests", dependencies: ["CorralAgent", "CorralCore", "CorralTestbed"]),
     ],
     swiftLanguageModes: [.v6]
 )
