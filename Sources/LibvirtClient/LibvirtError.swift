@@ -9,7 +9,7 @@ public struct LibvirtError: Error, Sendable, Equatable, CustomStringConvertible 
     public var message: String
     public var description: String { "libvirt error \(code) (domain \(domain)): \(message)" }
 
-    public init(code: Int32, domain: Int32, message: String) {
+    init(code: Int32, domain: Int32, message: String) {
         self.code = code
         self.domain = domain
         self.message = message
