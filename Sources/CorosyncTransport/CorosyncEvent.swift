@@ -6,7 +6,9 @@ public enum CorosyncEvent: Sendable, Equatable {
     /// A message multicast to the group (including our own), in agreed order.
     case delivered(from: UInt32, payload: [UInt8])
     /// A CPG configuration change: node ids of the group's member processes, each list sorted.
-    case membership(members: [UInt32], joined: [UInt32], left: [UInt32])
+    /// `agentOnly`: the subset of `left` whose node is still in Corosync's membership — only the
+    /// group member process went away (CPG reason LEAVE or PROCDOWN, not NODEDOWN).
+    case membership(members: [UInt32], joined: [UInt32], left: [UInt32], agentOnly: [UInt32])
     /// A votequorum notification: whether this node's partition is quorate, and its member
     /// node ids, sorted.
     case quorum(quorate: Bool, members: [UInt32])

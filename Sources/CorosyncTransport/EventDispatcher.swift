@@ -99,7 +99,10 @@ private func configurationChanged(
     dispatcher(cpg: handle)?.continuation.yield(.membership(
         members: sortedNodeIDs(members, memberCount),
         joined: sortedNodeIDs(joined, joinedCount),
-        left: sortedNodeIDs(left, leftCount)))
+        left: sortedNodeIDs(left, leftCount),
+        agentOnly: Array(Set(UnsafeBufferPointer(start: left, count: left == nil ? 0 : leftCount)
+            .filter { $0.reason == CPG_REASON_LEAVE.rawValue || $0.reason == CPG_REASON_PROCDOWN.rawValue }
+            .map(\.nodeid))).sorted()))
 }
 
 private func quorumChanged(handle: votequorum_handle_t, trackContext: UInt64, quorate: UInt32,

@@ -138,7 +138,9 @@ public final class AgentLoop: @unchecked Sendable {
                 pendingReplies[id] = reply
                 execute(core.step(.request(id: id, request, whatIf: whatIf), now: now))
             }
-        case let .hypervisor(event): execute(core.step(.hypervisor(event), now: now))
+        case let .hypervisor(event):
+            if let line = Self.describe(event) { log.write(line) }
+            execute(core.step(.hypervisor(event), now: now))
         case let .fenceResult(node, fenced): execute(core.step(.fenceAgentResult(node, fenced: fenced), now: now))
         case .shutdown: break
         }
@@ -156,11 +158,11 @@ public final class AgentLoop: @unchecked Sendable {
             } catch {
                 log.write("dropped a message from node \(from): \(error)")
             }
-        case let .membership(members, joined, left):
+        case let .membership(members, joined, left, agentOnly):
             let quorate = members.count * 2 > expectedVotes
-            log.write("membership \(members) joined \(joined) left \(left) quorate=\(quorate)")
+            log.write("membership \(members) joined \(joined) left \(left)\(agentOnly.isEmpty ? "" : " (agent only: \(agentOnly))") quorate=\(quorate)")
             syncStarted = now
-            execute(core.step(.membership(members: members, quorate: quorate), now: now))
+            execute(core.step(.membership(members: members, quorate: quorate, agentOnly: agentOnly), now: now))
         case let .quorum(quorate, members):
             log.write("votequorum: quorate=\(quorate) members \(members)")
         case let .disconnected(error):
@@ -193,7 +195,9 @@ public final class AgentLoop: @unchecked Sendable {
                 do { try group.multicast(EnvelopeCodec.encode(envelope)) } catch {
                     log.write("multicast failed: \(error)")
                 }
-            case let .startVM(spec, tokens): hypervisor.start(spec, leaseTokens: tokens, report: report)
+            case let .startVM(spec, tokens):
+                log.write("starting \(spec.name)")
+                hypervisor.start(spec, leaseTokens: tokens, report: report)
             case let .stopVM(vm, reason):
                 log.write("stopping \(vm): \(reason)")
                 hypervisor.stop(vm, report: report)
@@ -285,6 +289,18 @@ public final class AgentLoop: @unchecked Sendable {
     }
 
     static func now() -> Millis { BootClock.now() }
+
+    /// A log line for each hypervisor event worth keeping (progress is too chatty).
+    static func describe(_ event: HypervisorEvent) -> String? {
+        switch event {
+        case let .running(vm): "\(vm) is running here"
+        case let .stopped(vm, crashed): crashed ? "\(vm) stopped on its own (crash or power-off)" : "\(vm) stopped"
+        case let .startFailed(vm, reason): "\(vm) failed to start: \(reason)"
+        case let .migrationCompleted(job, vm, downtime): "migration \(job) of \(vm) completed, downtime \(downtime) ms"
+        case let .migrationFailed(job, reason): "migration \(job) failed: \(reason)"
+        case .migrationProgress, .inventory: nil
+        }
+    }
 
     /// What the hypervisor runs, asked until it answers (libvirtd may still be starting).
     private func takeInventory() async -> [String] {

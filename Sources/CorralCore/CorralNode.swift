@@ -43,6 +43,8 @@ public struct CorralNode: Sendable {
     private var quorateSince: Millis?
     private var fenceAsked: Set<NodeID> = []
     private var fenceConfirmed: Set<NodeID> = []
+    /// Nodes whose agent left while their Corosync stayed: fenced by lease, not by the agent.
+    private var agentOnlyLeft: Set<NodeID> = []
 
     /// - `fenceAgent`: this node's shell has a fence agent command configured.
     /// - `leaseExpiry`: the lease a previous run of this node's agent left (from its watchdog
@@ -71,7 +73,9 @@ public struct CorralNode: Sendable {
         }
         self.now = max(self.now, now)
         switch input {
-        case let .membership(members, quorate): onMembership(members.sorted(), quorate: quorate, &out)
+        case let .membership(members, quorate, agentOnly):
+            onMembership(members.sorted(), quorate: quorate, &out)
+            agentOnlyLeft.formUnion(agentOnly.filter { !members.contains($0) })
         case let .delivered(envelope): onDelivered(envelope, &out)
         case .tick: onTick(&out)
         case let .request(requestID, request, whatIf): onRequest(requestID, request, whatIf: whatIf, &out)
@@ -81,6 +85,7 @@ public struct CorralNode: Sendable {
             out.append(.log("fence agent for \(state.nodeName(node)): \(fenced ? "confirmed off" : "did not confirm")"))
         }
         if canAct && !input.isHeartbeat {
+            askFenceAgent(&out)
             reconcile(&out)
             coordinate(&out)
         }
@@ -97,6 +102,7 @@ public struct CorralNode: Sendable {
             leftAt[node] = nil
             fenceAsked.remove(node)
             fenceConfirmed.remove(node)
+            agentOnlyLeft.remove(node)
         }
         if !newQuorate { quorateSince = nil } else if quorateSince == nil { quorateSince = now }
         members = newMembers
@@ -206,13 +212,17 @@ public struct CorralNode: Sendable {
         if quorate && !syncing && lastHeartbeat.map({ now - $0 >= Millis(state.settings.recovery.heartbeatMs) }) ?? true {
             sendHeartbeat(&out)
         }
-        if isCoordinator && (state.settings.recovery.fenceAgent || hasFenceAgent) {
-            let grace = Millis(state.settings.recovery.fenceGraceMs)
-            for node in state.sortedNodes where node.health == .fencing && !fenceAsked.contains(node.id)
-                && now >= (leftAt[node.id] ?? now) + grace {
-                fenceAsked.insert(node.id)
-                out.append(.runFenceAgent(node.id, name: node.name))
-            }
+    }
+
+    /// As coordinator, asks the fence agent about every node being fenced once its grace is
+    /// over: checked on every step, so the agent runs the moment the state sync marks a node.
+    private mutating func askFenceAgent(_ out: inout [Directive]) {
+        guard isCoordinator, state.settings.recovery.fenceAgent || hasFenceAgent else { return }
+        let grace = Millis(state.settings.recovery.fenceGraceMs)
+        for node in state.sortedNodes where node.health == .fencing && !fenceAsked.contains(node.id)
+            && !agentOnlyLeft.contains(node.id) && now >= (leftAt[node.id] ?? now) + grace {
+            fenceAsked.insert(node.id)
+            out.append(.runFenceAgent(node.id, name: node.name))
         }
     }
 

@@ -30,7 +30,10 @@ public struct SyncOffer: Codable, Sendable, Equatable {
 /// What the node agent feeds into the core, in arrival order.
 public enum Input: Sendable {
     /// A Corosync configuration change; `quorate` is computed the same way on every member.
-    case membership(members: [NodeID], quorate: Bool)
+    /// `agentOnly`: nodes that left only Corral's group while their Corosync stays in the
+    /// membership (the agent stopped or restarted): no fence agent for them — their watchdog
+    /// resets them if the agent does not return within the lease.
+    case membership(members: [NodeID], quorate: Bool, agentOnly: [NodeID] = [])
     /// A message in Corosync's agreed order (our own included).
     case delivered(Envelope)
     /// Time passed; sent every ~100 ms.
