@@ -7,7 +7,8 @@ extension AgentConfiguration {
         case .none: return NoWatchdog()
         case let .file(path): return DeadlineFileWatchdog(path: path)
         case let .device(path):
-            do { return try LinuxWatchdogDevice(device: path, stateDirectory: stateDirectory) } catch {
+            let runDirectory = (socketPath as NSString).deletingLastPathComponent
+            do { return try LinuxWatchdogDevice(device: path, runDirectory: runDirectory) } catch {
                 throw .init("cannot open the watchdog \(path): \(POSIXSupport.describe(errno: error.code)) (load softdog, or pass --watchdog none to run without one: then a hung agent is not reset)")
             }
         }

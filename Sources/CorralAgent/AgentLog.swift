@@ -6,7 +6,8 @@ public final class AgentLog: Sendable {
     private let handle: Mutex<FileHandle>
 
     public init(path: String?) {
-        if let path, FileManager.default.createFile(atPath: path, contents: nil) || FileManager.default.fileExists(atPath: path),
+        // Appends: createFile would truncate an existing log (and with it the previous run's story).
+        if let path, FileManager.default.fileExists(atPath: path) || FileManager.default.createFile(atPath: path, contents: nil),
            let file = FileHandle(forWritingAtPath: path) {
             file.seekToEndOfFile()
             handle = Mutex(file)

@@ -61,12 +61,13 @@ public final class LinuxWatchdogDevice: Watchdog, @unchecked Sendable {
     private let fd: Int32
     private let deadlineFile: DeadlineFileWatchdog
 
-    /// Opens the device (which starts it). `stateDirectory` keeps the last deadline for the
-    /// next run of the agent, since the device cannot be asked for it.
-    init(device: String, stateDirectory: String) throws(SystemCallFailure) {
+    /// Opens the device (which starts it). `runDirectory` (on tmpfs, so a reboot empties it:
+    /// a boot-clock deadline means nothing after one) keeps the last deadline for the next run
+    /// of the agent, since the device cannot be asked for it.
+    init(device: String, runDirectory: String) throws(SystemCallFailure) {
         fd = open(device, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .current() }
-        deadlineFile = DeadlineFileWatchdog(path: stateDirectory + "/lease-deadline")
+        deadlineFile = DeadlineFileWatchdog(path: runDirectory + "/lease-deadline")
     }
 
     public func arm(until deadline: Millis) {

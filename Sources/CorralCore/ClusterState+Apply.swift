@@ -53,6 +53,11 @@ extension ClusterState {
             job.progress = progress
             jobs[id] = job
             if progress.dirtyRateMiBps > 0 { vms[job.vm]?.dirtyRateMiBps = progress.dirtyRateMiBps }
+            // The source's link carries at least what its migrations send together right now:
+            // the measured link only grows (an unmeasured link starts at 0 = unknown).
+            let sending = jobs.values.filter { $0.source == job.source && $0.state == .running }
+                .reduce(0) { $0 + ($1.progress?.rateMiBps ?? 0) }
+            if let link = nodes[job.source]?.linkMiBps, sending > link { nodes[job.source]!.linkMiBps = sending }
             return .applied
         case let .migrationFinished(id, downtime): return migrationFinished(id, downtimeMs: downtime)
         case let .migrationFailed(id, reason): return migrationFailed(id, reason: reason)
@@ -81,16 +86,18 @@ extension ClusterState {
                 for job in sortedJobs where job.state == .queued && (job.source == n.id || job.destination == n.id) {
                     finishJob(job.id, failed: "\(n.name) left the cluster")
                 }
-                for job in sortedJobs where job.state == .running && job.destination == n.id {
-                    finishJob(job.id, failed: "destination \(n.name) left the cluster")
-                }
+                // A running migration to it stays running: the guest may already have switched
+                // over, so only the source's own report (failed: still here; completed: it is
+                // there, and gets fenced with the node) may say where it runs.
             }
             nodes[n.id] = n
         }
     }
 
+    /// Runs or may run something: a VM, a lease, or an incoming migration that may have switched over.
     func holdsAnything(_ id: NodeID) -> Bool {
         vms.values.contains { $0.node == id && $0.occupiesNode } || leases.values.contains { $0.holders.contains(id) }
+            || jobs.values.contains { $0.state == .running && $0.destination == id }
     }
 
     // MARK: operator commands

@@ -159,7 +159,7 @@ public struct CorralNode: Sendable {
             leftAt[node.id] = max(leftAt[node.id] ?? now, quorateSince ?? now)
         }
         out.append(.stateChanged)
-        if state.nodes[id].map({ $0.name != spec.name || $0.capacity != spec.capacity }) ?? true {
+        if state.nodes[id].map({ $0.name != spec.name || $0.capacity != spec.capacity || $0.linkMiBps < spec.linkMiBps }) ?? true {
             send(.command(.registerNode(spec)), &out)
         }
         sendHeartbeat(&out)
@@ -238,9 +238,10 @@ public struct CorralNode: Sendable {
     /// With the lease about to run out (no quorum, or Corosync silent), stop every VM here: the
     /// quorate side restarts them once the lease is over. Until then a node that lost quorum
     /// keeps its VMs, so a partition that heals within the lease costs nothing.
+    /// Guests the cluster does not know (not Corral's) are left alone.
     private mutating func selfFenceIfNeeded(_ out: inout [Directive]) {
         guard leaseEnding else { return }
-        for vm in localVMs.sorted() where !issuedStops.contains(vm) {
+        for vm in localVMs.sorted() where !issuedStops.contains(vm) && state.vms[vm] != nil {
             issuedStops.insert(vm)
             out.append(.stopVM(vm, reason: quorate ? "self-fence: lease ending without a heartbeat" : "self-fence: no quorum"))
         }

@@ -59,7 +59,7 @@ public enum MigrationScheduler {
             let cap = streamCap(state, job)
             if dirty * 10 >= cap * 9 {
                 commands.append(.migrationFailed(job: job.id, reason:
-                    "cannot converge: dirty rate \(dirty) MiB/s is at or above the \(cap) MiB/s a stream gets; use post-copy or auto-converge"))
+                    "cannot converge: dirty rate \(dirty) MiB/s is at or above 90% of the \(cap) MiB/s a stream gets here"))
                 continue
             }
             let free = used.free(state, job)
@@ -90,13 +90,16 @@ public enum MigrationScheduler {
         return p.remainingMiB * 1000 <= p.rateMiBps * setupMs
     }
 
+    /// Tuning needs the sending side's link; a destination whose link is not known yet is
+    /// taken not to be the bottleneck (a drain's sender is what the operator shapes and waits on).
     static func linkKnown(_ state: ClusterState, _ job: MigrationJob) -> Bool {
-        (state.nodes[job.source]?.linkMiBps ?? 0) > 0 && (state.nodes[job.destination]?.linkMiBps ?? 0) > 0
+        (state.nodes[job.source]?.linkMiBps ?? 0) > 0
     }
 
-    /// A node's link minus the reserve kept for cluster traffic.
+    /// A node's link minus the reserve kept for cluster traffic; unbounded while unknown.
     static func usableLink(_ state: ClusterState, _ node: NodeID) -> Int {
-        max(1, (state.nodes[node]?.linkMiBps ?? 0) - state.settings.migration.reserveMiBps)
+        let link = state.nodes[node]?.linkMiBps ?? 0
+        return link > 0 ? max(1, link - state.settings.migration.reserveMiBps) : Int.max / 4
     }
 
     /// The fastest one stream of this job can go: the per-stream rate, bounded by both links.

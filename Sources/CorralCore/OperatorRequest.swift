@@ -131,7 +131,7 @@ public enum RequestPlanner {
 
     private static func config(_ key: String, _ value: String, state: ClusterState) -> Result<Command, RequestRefusal> {
         var m = state.settings.migration
-        func count() -> Int? { Int(value).flatMap { $0 >= 0 && $0 <= 1_000_000 ? $0 : nil } }
+        func count() -> Int? { Int(value).flatMap { $0 >= 0 && $0 <= 1_000_000_000 ? $0 : nil } }
         switch key {
         case "fencing.lease-ms", "fencing.margin-ms", "fencing.grace-ms", "recovery.restarts-in-place",
              "recovery.max-crashes", "recovery.crash-window-ms":
@@ -139,7 +139,8 @@ public enum RequestPlanner {
             guard let n = count() else { return .failure("\(key) takes a whole number ≥ 0, not \(value)") }
             switch key {
             case "fencing.lease-ms":
-                guard n >= 4 * r.heartbeatMs else { return .failure("fencing.lease-ms must be at least \(4 * r.heartbeatMs) (4 heartbeats)") }
+                // A watchdog device counts whole seconds: a renewal must leave over a second.
+                guard n >= max(2_000, 4 * r.heartbeatMs) else { return .failure("fencing.lease-ms must be at least \(max(2_000, 4 * r.heartbeatMs)) (a watchdog counts whole seconds)") }
                 r.leaseMs = n
             case "fencing.margin-ms": r.marginMs = n
             case "fencing.grace-ms": r.fenceGraceMs = n

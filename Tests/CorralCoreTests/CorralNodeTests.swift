@@ -6,9 +6,9 @@ import Testing
 @Suite struct CorralNodeTests {
     /// Three synced nodes with a 2 s lease and 0.5 s margin; the coordinator has placed "a" on
     /// n1 and n1's hypervisor runs it.
-    static func runningGroup() -> Group {
+    static func runningGroup(fenceAgent: Bool = false) -> Group {
         var settings = ClusterSettings()
-        settings.recovery = RecoverySettings(leaseMs: 2_000, marginMs: 500, heartbeatMs: 250)
+        settings.recovery = RecoverySettings(leaseMs: 2_000, marginMs: 500, heartbeatMs: 250, fenceAgent: fenceAgent)
         var state = cluster("n1:8192 n2:8192 n3:8192", settings: settings)
         state.pending(vm("a", 1024, preferred: ["n1"]))
         var group = Group(state)
@@ -54,6 +54,16 @@ import Testing
         group.advance(by: 400)
         #expect(group.starts(2) + group.starts(3) == ["a"])
         #expect(group.nodes[2]?.state.nodes[1]?.health == .fenced)
+    }
+
+    /// With a fence agent, the coordinator runs it the moment a node leaves Corosync — but
+    /// never against a node whose agent alone left (a restart): that one's lease covers it.
+    @Test(arguments: [false, true])
+    func fenceAgentOnlyForNodesThatLeftCorosync(agentOnly: Bool) {
+        var group = Self.runningGroup(fenceAgent: true)
+        group.membership([2, 3], quorate: true, agentOnly: agentOnly ? [1] : [])
+        let asked = (group.directives[2] ?? []).contains(.runFenceAgent(1, name: "n1"))
+        #expect(asked == !agentOnly)
     }
 
     /// A what-if request answers with a plan, broadcasts nothing and changes nothing.

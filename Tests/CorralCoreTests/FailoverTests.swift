@@ -82,14 +82,28 @@ import Testing
         #expect(state.refusal(of: .migrationFinished(job: job, downtimeMs: 5)) == "migration \(job) is not running")
     }
 
-    /// A migration whose destination leaves fails at once; the VM keeps running on its source.
-    @Test func migrationToALostDestinationFails() {
+    /// A migration whose destination leaves is not failed by the membership change: the guest
+    /// may already have switched over. The destination is fenced (it may run it), and the
+    /// source's own report says where the guest is: failed → still on the source; finished →
+    /// on the lost destination, so it fails over once that node is fenced.
+    @Test(arguments: [false, true])
+    func migrationToALostDestinationWaitsForTheSource(switchedOver: Bool) {
         var state = Self.loadedCluster()
         let job = state.migrate("web", to: "n2")
         state.lose("n2")
-        #expect(state.jobs[job]?.state == .failed)
-        #expect(state.vms["web"]?.state == .running)
-        #expect(state.whereIs("web") == "n1")
+        #expect(state.jobs[job]?.state == .running)
+        #expect(state.nodes[state.id("n2")]?.health == .fencing)
+        if switchedOver {
+            state.must(.migrationFinished(job: job, downtimeMs: 50))
+            #expect(state.whereIs("web") == "n2")
+            state.must(.declareFenced(state.id("n2"), method: "test"))
+            #expect(state.vms["web"]?.state == .pending)
+        } else {
+            state.must(.migrationFailed(job: job, reason: "destination unreachable"))
+            #expect(state.jobs[job]?.state == .failed)
+            #expect(state.vms["web"]?.state == .running)
+            #expect(state.whereIs("web") == "n1")
+        }
     }
 
     /// The coordinator declares the fence lease + margin after the node could last have renewed

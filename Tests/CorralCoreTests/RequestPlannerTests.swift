@@ -45,7 +45,7 @@ import Testing
         .init(request: .setConfig(key: "migration.max-cluster", value: "two"), message: "migration.max-cluster takes a whole number ≥ 0, not two"),
         .init(request: .setConfig(key: "migration.reserve-mbps", value: "2.5"), message: "migration.reserve-mbps takes a whole number ≥ 0, not 2.5"),
         .init(request: .setConfig(key: "migration.max-attempts", value: "0"), message: "migration.max-attempts must be at least 1"),
-        .init(request: .setConfig(key: "fencing.lease-ms", value: "999"), message: "fencing.lease-ms must be at least 1000 (4 heartbeats)"),
+        .init(request: .setConfig(key: "fencing.lease-ms", value: "1999"), message: "fencing.lease-ms must be at least 2000 (a watchdog counts whole seconds)"),
         .init(request: .setConfig(key: "fencing.margin-ms", value: "soon"), message: "fencing.margin-ms takes a whole number ≥ 0, not soon"),
         .init(request: .addVM(vm("a", 512), start: true), message: "a VM named a already exists"),
         .init(request: .addVM(vm("b", 0), start: true), message: "memory must be a positive number of MiB, not 0"),

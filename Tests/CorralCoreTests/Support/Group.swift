@@ -32,9 +32,10 @@ struct Group {
     var digests: [String] { ids.map { nodes[$0]!.state.digest } }
 
     /// A Corosync configuration change seen by `members`, then everything it sets off.
-    mutating func membership(_ members: [NodeID], quorate: Bool, sourceLocation: SourceLocation = #_sourceLocation) {
+    mutating func membership(_ members: [NodeID], quorate: Bool, agentOnly: [NodeID] = [],
+                             sourceLocation: SourceLocation = #_sourceLocation) {
         for m in members { view[m] = members }
-        for m in members { feed(m, .membership(members: members, quorate: quorate)) }
+        for m in members { feed(m, .membership(members: members, quorate: quorate, agentOnly: agentOnly)) }
         settle(sourceLocation: sourceLocation)
     }
 
