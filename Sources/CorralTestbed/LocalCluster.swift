@@ -102,9 +102,10 @@ public struct LocalCluster: Sendable {
     }
 
     /// The guests node `i`'s own libvirtd runs (the hypervisor's truth, not Corral's); nil if
-    /// libvirtd does not answer (e.g. the node is down).
+    /// libvirtd does not answer (e.g. the node is down) within 10 s (a hung libvirtd must not
+    /// hang the caller: virsh itself waits forever).
     public func guests(_ i: Int) -> Set<String>? {
-        let result = exec(i, ["virsh", "-c", "qemu:///system", "list", "--name"])
+        let result = exec(i, ["timeout", "10", "virsh", "-c", "qemu:///system", "list", "--name"])
         guard result.status == 0 else { return nil }
         return Set(result.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
     }

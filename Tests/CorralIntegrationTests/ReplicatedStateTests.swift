@@ -1,14 +1,27 @@
 import CorralAgent
+import CorralTestbed
 import Foundation
 import Testing
 
 /// Real Corosync nodes in network namespaces with real corrald agents: the replicated state
 /// stays identical across members through concurrent commands, crashes, partitions and restarts.
-@Suite(.serialized, .enabled(if: LocalCluster.canRun, "needs root and a built corrald"))
+/// Record-only clusters (no hypervisor), cluster id 0.
+@Suite(.serialized, .enabled(if: ClusterTesting.canRun, "needs root and a built corrald"))
 struct ReplicatedStateTests {
+    static func withCluster(nodes: Int, _ body: (LocalCluster) throws -> Void) throws {
+        try ClusterTesting.withCluster(id: 0, base: "/run/corral-test-cluster", nodes: nodes, hypervisor: .none, body)
+    }
+
+    /// How long node `i`'s test watchdog deadline (CLOCK_BOOTTIME ms in its watchdog file) lies ahead.
+    static func leaseLeftMs(_ cluster: LocalCluster, _ i: Int) -> Int {
+        let deadline = Int(cluster.file(i, "watchdog").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let uptime = (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap { Double($0) } ?? 0
+        return deadline - Int(uptime * 1000)
+    }
+
     @Test(arguments: [3, 5])
     func concurrentCommandsOnEveryNodeGiveOneState(nodes: Int) throws {
-        try LocalCluster.withCluster(nodes: nodes) { cluster in
+        try Self.withCluster(nodes: nodes) { cluster in
             // Every node adds its own VMs at the same time; all must end with every VM and one digest.
             DispatchQueue.concurrentPerform(iterations: nodes) { i in
                 for k in 1...6 { cluster.corral(i + 1, "vm", "add", "vm\(i + 1)-\(k)", "--memory", "512") }
@@ -22,10 +35,10 @@ struct ReplicatedStateTests {
 
     @Test(arguments: [3, 5])
     func killedNodeLeavesSurvivorsAgreedAndItsVMsFailOver(nodes: Int) throws {
-        try LocalCluster.withCluster(nodes: nodes) { cluster in
+        try Self.withCluster(nodes: nodes) { cluster in
             cluster.corral(1, "vm", "add", "web", "--memory", "1024", "--preferred", "node2")
             try cluster.waitUntil("web runs on node2") { cluster.status(1)?.vms.first?.node == "node2" }
-            cluster.kill(2)
+            cluster.crash(2)
             let survivors = (1...nodes).filter { $0 != 2 }
             let report = try cluster.waitForAgreement(survivors, members: nodes - 1)
             #expect(report.members == survivors.map { "node\($0)" })
@@ -40,7 +53,12 @@ struct ReplicatedStateTests {
 
     @Test(arguments: [3, 5])
     func isolatedNodeRefusesChangesAndCatchesUpAfterHeal(nodes: Int) throws {
-        try LocalCluster.withCluster(nodes: nodes) { cluster in
+        try Self.withCluster(nodes: nodes) { cluster in
+            // This test is about a partition merging back. An isolated node stops renewing its
+            // self-fence lease, and at lease end its (test) watchdog resets it, VMs or not; the
+            // default 5 s lease ends before the heal below, so make it outlast the isolation.
+            #expect(cluster.corral(1, "config", "set", "fencing.lease-ms", "30000").status == 0)
+            try cluster.waitUntil("node\(nodes) renewed its lease for > 20 s") { Self.leaseLeftMs(cluster, nodes) > 20_000 }
             cluster.partition(nodes)
             try cluster.waitUntil("the isolated node reports not quorate") { cluster.status(nodes)?.quorate == false }
             let refused = cluster.corral(nodes, "vm", "add", "lonely", "--memory", "256")
@@ -55,8 +73,8 @@ struct ReplicatedStateTests {
     }
 
     @Test func restartedNodeCatchesUp() throws {
-        try LocalCluster.withCluster(nodes: 3) { cluster in
-            cluster.kill(3)
+        try Self.withCluster(nodes: 3) { cluster in
+            cluster.crash(3)
             _ = try cluster.waitForAgreement([1, 2], members: 2)
             for k in 1...5 { #expect(cluster.corral(1, "vm", "add", "late\(k)", "--memory", "256").status == 0) }
             cluster.start(3)
@@ -66,17 +84,16 @@ struct ReplicatedStateTests {
     }
 
     @Test func corruptStateFileIsReportedAndRecoveredFromPeers() throws {
-        try LocalCluster.withCluster(nodes: 3) { cluster in
+        try Self.withCluster(nodes: 3) { cluster in
             for k in 1...3 { cluster.corral(1, "vm", "add", "keep\(k)", "--memory", "256") }
             _ = try cluster.waitForAgreement([1, 2, 3], members: 3)
-            cluster.kill(2)
-            let stateFile = cluster.nodeDirectory + "/n2/state/state.bin"
+            cluster.crash(2)
+            let stateFile = cluster.base + "/n2/state/state.bin"
             try Data("this is not a Corral state file".utf8).write(to: URL(fileURLWithPath: stateFile))
             cluster.start(2)
             let report = try cluster.waitForAgreement([1, 2, 3], members: 3)
             #expect(report.vms.count == 3)
-            let log = (try? String(contentsOfFile: cluster.nodeDirectory + "/n2/corrald.log", encoding: .utf8)) ?? ""
-            #expect(log.contains("is unreadable"), "corrald should say the state file was unreadable")
+            #expect(cluster.file(2, "corrald.log").contains("is unreadable"), "corrald should say the state file was unreadable")
         }
     }
 }
