@@ -27,7 +27,7 @@ public enum Coordinator {
 
     public static func plan(_ state: ClusterState, _ context: Context) -> [Command] {
         var commands = fencing(state, context)
-        commands += context.stableVMs.map { .forgiveCrashes(vm: $0) }
+        commands += context.stableVMs.filter { state.vms[$0]?.crashCount ?? 0 > 0 }.map { .forgiveCrashes(vm: $0) }
         commands += recovery(state)
         commands += drains(state)
         commands += MigrationScheduler.decide(state)
