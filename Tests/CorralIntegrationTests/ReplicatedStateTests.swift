@@ -57,8 +57,12 @@ struct ReplicatedStateTests {
             // This test is about a partition merging back. An isolated node stops renewing its
             // self-fence lease, and at lease end its (test) watchdog resets it, VMs or not; the
             // default 5 s lease ends before the heal below, so make it outlast the isolation.
+            // (It also keeps the majority of 5 alive: Corosync takes ~6.5 s to re-form a
+            // 5-node membership, longer than the default lease; see killedNode… with 5 nodes.)
             #expect(cluster.corral(1, "config", "set", "fencing.lease-ms", "30000").status == 0)
-            try cluster.waitUntil("node\(nodes) renewed its lease for > 20 s") { Self.leaseLeftMs(cluster, nodes) > 20_000 }
+            try cluster.waitUntil("every node renewed its lease for > 20 s") {
+                (1...nodes).allSatisfy { Self.leaseLeftMs(cluster, $0) > 20_000 }
+            }
             cluster.partition(nodes)
             try cluster.waitUntil("the isolated node reports not quorate") { cluster.status(nodes)?.quorate == false }
             let refused = cluster.corral(nodes, "vm", "add", "lonely", "--memory", "256")
