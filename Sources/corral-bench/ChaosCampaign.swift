@@ -22,14 +22,16 @@ enum ChaosCampaign {
         var sampleMs = 250
         var fenceAgent = false
         var logs = "/tmp/corral-chaos-logs"
-        var keep = false
+        /// Sets `fencing.lease-ms` once the cluster is up (default: the product's own).
+        var leaseMs: Int?
     }
 
     static let usage = """
     usage: corral-bench chaos [--seed S] [--rounds R] [--nodes N] [--guests G] [--recovery SECONDS]
-                              [--sample-ms MS] [--fence-agent] [--cluster-id K] [--base DIR] [--logs DIR] [--json]
+                              [--sample-ms MS] [--fence-agent] [--lease-ms MS] [--cluster-id K] [--base DIR] [--logs DIR] [--json]
       defaults: seed 1, 3 rounds, 5 nodes, 15 guests, recovery bound 90 s, sampling every 250 ms,
       cluster id 7 in /run/corral-chaos, node logs saved under /tmp/corral-chaos-logs/seedS-TIME.
+      --lease-ms MS sets the cluster's fencing.lease-ms (corral config set) before the guests are added.
       Needs root, libvirt + QEMU, and corrald/corral in $CORRAL_BIN (default: this binary's directory).
     """
 
@@ -50,6 +52,7 @@ enum ChaosCampaign {
             case "--cluster-id": guard let v = value().flatMap({ Int($0) }), (1...9).contains(v) else { return nil }; o.clusterID = v
             case "--base": guard let v = value(), v.hasPrefix("/run/") else { return nil }; o.base = v
             case "--logs": guard let v = value() else { return nil }; o.logs = v
+            case "--lease-ms": guard let v = value().flatMap({ Int($0) }), v >= 1000 else { return nil }; o.leaseMs = v
             default: return nil
             }
         }
@@ -85,6 +88,11 @@ final class ChaosRun: @unchecked Sendable {
     let cluster: LocalCluster
     let hypervisors: ChaosHypervisors
     private let lock = NSLock()
+    /// Serialises every `local-cluster` call: `CommandRunner` (which LocalCluster uses) sets
+    /// close-on-exec on its pipe only after creating it, so a daemon that a concurrent
+    /// `local-cluster start` leaves running could inherit another call's pipe and that call
+    /// would never see EOF (seen: a heal hung 17 minutes). One call at a time avoids it.
+    private let clusterLock = NSLock()
     private var tornDown = false
     private var interrupted = false
     private var sampler: ChaosSampler?
@@ -99,7 +107,11 @@ final class ChaosRun: @unchecked Sendable {
     private var operationOutcomes: [String: Int] = [:]
     private var violations: [ChaosViolation] = []
     private var failedSeen: Set<String> = []
+    /// Availability findings that break no safety rule: healthy quorate nodes that self-fenced.
+    private var findings: [String] = []
     private var setupSeconds = 0.0
+    private var timing = ""
+
 
     struct RoundResult {
         var index: Int
@@ -123,6 +135,12 @@ final class ChaosRun: @unchecked Sendable {
 
     private var isInterrupted: Bool { lock.withLock { interrupted } }
 
+    /// `Deploy/local-cluster ARGS…` for the campaign's cluster, one call at a time.
+    @discardableResult
+    private func sh(_ arguments: [String]) -> (status: Int32, output: String) {
+        clusterLock.withLock { cluster.script(arguments) }
+    }
+
     /// Sleeps in small steps so an interrupt is noticed quickly.
     private func pause(_ seconds: Double) {
         let end = Date().addingTimeInterval(seconds)
@@ -132,6 +150,7 @@ final class ChaosRun: @unchecked Sendable {
     // MARK: run
 
     func execute() -> Int32 {
+        ChaosThreads.unblockSignals()
         installSignalHandlers()
         let plans = ChaosPlanner.plan(seed: options.seed, rounds: options.rounds, nodes: options.nodes,
                                       guests: (1...options.guests).map(Self.guestName))
@@ -184,14 +203,28 @@ final class ChaosRun: @unchecked Sendable {
     private func setUp() throws {
         let t0 = Date()
         log.event("bringing up \(options.nodes) libvirt nodes (token 1000 ms\(options.fenceAgent ? ", fence agent" : ", self-fence leases only"))")
-        _ = try LocalCluster.up(id: options.clusterID, base: options.base, nodes: options.nodes, hypervisor: .libvirt,
+        _ = try clusterLock.withLock {
+            try LocalCluster.up(id: options.clusterID, base: options.base, nodes: options.nodes, hypervisor: .libvirt,
                                 token: 1000, fenceAgent: options.fenceAgent)
+        }
         if isInterrupted { throw ClusterError("interrupted") }
         log.event(String(format: "cluster up after %.1f s", Date().timeIntervalSince(t0)))
+        func cmap(_ key: String) -> String {
+            let out = sh(["exec", "1", "corosync-cmapctl", "-g", key]).output
+            return out.split(separator: "=").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "?"
+        }
+        timing = "corosync effective token \(cmap("runtime.config.totem.token")) ms, consensus \(cmap("runtime.config.totem.consensus")) ms; "
+            + "fencing.lease-ms \(options.leaseMs.map(String.init) ?? "default (5000)")"
+        log.event(timing)
+        if let lease = options.leaseMs {
+            let r = cluster.request(1, OperatorRequestLine(.setConfig(key: "fencing.lease-ms", value: "\(lease)")), timeoutSeconds: 30)
+            log.event("config fencing.lease-ms \(lease): \(describe(r))")
+            guard case .reply(.done)? = r else { throw ClusterError("cannot set fencing.lease-ms: \(describe(r))") }
+        }
         guests = guestSpecs()
         let disks = guests.flatMap(\.spec.disks)
         for disk in disks {
-            let r = CommandRunner.run(["/usr/bin/qemu-img", "create", "-q", "-f", "raw", disk, "8M"])
+            let r = ChaosSpawn.run(["/usr/bin/qemu-img", "create", "-q", "-f", "raw", disk, "8M"])
             guard r.status == 0 else { throw ClusterError("qemu-img create \(disk): \(r.output)") }
         }
         leases = ChaosLeases(base: options.base, nodes: options.nodes, disks: disks)
@@ -215,9 +248,14 @@ final class ChaosRun: @unchecked Sendable {
         }.joined(separator: " "))
         var last = ChaosCheck()
         let deadline = Date().addingTimeInterval(240)
+        var lastShown = Date()
         while Date() < deadline && !isInterrupted {
             last = ChaosChecker.check(cluster, hypervisors, leases, guests: guests)
             if last.passed { break }
+            if Date().timeIntervalSince(lastShown) >= 15 {
+                lastShown = Date()
+                log.event("waiting for the guests: \(last.problems.prefix(6).joined(separator: "; "))")
+            }
             pause(1)
         }
         guard last.passed else { throw ClusterError("guests not all running after 240 s: \(last.problems.prefix(10).joined(separator: "; "))") }
@@ -266,7 +304,7 @@ final class ChaosRun: @unchecked Sendable {
             inject(fault, state, repairs)
             faultCounts[fault.kind.rawValue, default: 0] += 1
             for op in plan.operations where op.afterFault == k {
-                DispatchQueue.global().async(group: ops) { [self] in
+                ChaosThreads.spawn("chaos-operation", group: ops) { [self] in
                     pause(Double(op.delayMs) / 1000)
                     if !isInterrupted { issue(op, state) }
                 }
@@ -286,10 +324,21 @@ final class ChaosRun: @unchecked Sendable {
         let fires = watchdogFires()
         let fired = (1...options.nodes).filter { (fires[$0] ?? 0) > (firesBefore[$0] ?? 0) }
         if !fired.isEmpty { notes.append("test watchdog fired on \(fired.map { "node\($0)" }.joined(separator: ", "))") }
+        // Nodes no fault of this round touched. If they alone are a majority, they stayed one
+        // quorate partition all along: none of them should have lost its lease.
+        let touched = Set(plan.faults.flatMap(\.nodes))
+        let untouched = (1...options.nodes).filter { !touched.contains($0) }
+        let healthyFenced = untouched.count * 2 > options.nodes ? fired.filter { untouched.contains($0) } : []
+        if !healthyFenced.isEmpty {
+            let finding = "round \(plan.index): the watchdog fired on \(healthyFenced.map { "node\($0)" }.joined(separator: ", ")), untouched by every fault and a quorate majority (nodes \(untouched)) all along"
+            findings.append(finding)
+            notes.append("HEALTHY NODES SELF-FENCED: \(healthyFenced.map { "node\($0)" }.joined(separator: ", "))")
+            log.event("FINDING \(finding)")
+        }
         for node in fired { log.event("node\(node) watchdog: \(lastLines(node, "watchdog.log", matching: "watchdog fired", count: 2).joined(separator: " | "))") }
         if state.split != nil { unsplit() }
-        for i in state.partitioned.sorted() { cluster.heal(i) }
-        for i in 1...options.nodes where agentStopped(i) { cluster.resumeAgent(i) }
+        for i in state.partitioned.sorted() { sh(["heal", "\(i)"]) }
+        for i in 1...options.nodes where agentStopped(i) { sh(["resume", "\(i)"]) }
         var toStart: [Int] = []
         for i in 1...options.nodes {
             let missing = ["corosync", "corrald", "libvirtd", "virtlockd"].filter { !processRuns(i, $0) }
@@ -301,20 +350,24 @@ final class ChaosRun: @unchecked Sendable {
                 log.event("UNEXPECTED \(note); corrald.out tail: \(lastLines(i, "corrald.out", count: 5).joined(separator: " | "))")
             }
         }
-        let starting = toStart
-        DispatchQueue.concurrentPerform(iterations: starting.count) { k in
-            let r = cluster.script(["start", "\(starting[k])"])
-            if r.status != 0 { log.event("start node\(starting[k]) failed: \(r.output.suffix(400))") }
+        for i in toStart {
+            let r = sh(["start", "\(i)"])
+            if r.status != 0 { log.event("start node\(i) failed: \(r.output.suffix(400))") }
         }
         log.event(String(format: "healed links/agents, started %@ in %.1f s; waiting for recovery", toStart.isEmpty ? "no node" : toStart.map { "node\($0)" }.joined(separator: ","), Date().timeIntervalSince(t0)))
 
         // Wait for recovery: agreement, nodes resumed, every guest where the state says.
         var check = ChaosCheck()
         var lastAdmin: Date?
+        var lastShown = Date()
         let deadline = t0.addingTimeInterval(options.recoverySeconds)
         while !isInterrupted {
             check = ChaosChecker.check(cluster, hypervisors, leases, guests: guests)
             if check.passed || Date() >= deadline { break }
+            if Date().timeIntervalSince(lastShown) >= 15 {
+                lastShown = Date()
+                log.event("not recovered yet: \(check.problems.prefix(6).joined(separator: "; "))")
+            }
             if check.agreed, let report = check.report, lastAdmin.map({ Date().timeIntervalSince($0) > 10 }) ?? true {
                 lastAdmin = Date()
                 let drained = state.lock.withLock { state.drained }
@@ -365,33 +418,36 @@ final class ChaosRun: @unchecked Sendable {
         log.event("inject \(fault.label)")
         switch fault.kind {
         case .crash:
-            cluster.crash(node)
+            sh(["kill", "\(node)"])
             state.lock.withLock { _ = state.crashed.insert(node) }
         case .partition:
-            cluster.partition(node)
+            sh(["partition", "\(node)"])
             state.lock.withLock { _ = state.partitioned.insert(node) }
         case .split:
             split(minority: fault.nodes)
             state.lock.withLock { state.split = fault.nodes }
         case .flap:
-            DispatchQueue.global().async(group: repairs) { [self] in
-                cluster.flap(node, ms: fault.durationMs)
+            // As `local-cluster flap`, but without holding the cluster lock while the link is down.
+            sh(["partition", "\(node)"])
+            ChaosThreads.spawn("chaos-repair", group: repairs) { [self] in
+                pause(Double(fault.durationMs) / 1000)
+                sh(["heal", "\(node)"])
                 log.event("flap node\(node): link up again")
             }
         case .pauseShort, .pauseLong:
-            let r = cluster.script(["pause", "\(node)"])
+            let r = sh(["pause", "\(node)"])
             if r.status != 0 { log.event("pause node\(node) failed: \(r.output.suffix(300))") }
             state.lock.withLock { _ = state.paused.insert(node) }
-            DispatchQueue.global().async(group: repairs) { [self] in
+            ChaosThreads.spawn("chaos-repair", group: repairs) { [self] in
                 pause(Double(fault.durationMs) / 1000)
-                let r = cluster.script(["resume", "\(node)"])
+                let r = sh(["resume", "\(node)"])
                 log.event("SIGCONT corrald of node\(node) after \(fault.durationMs) ms: \(r.status == 0 ? "resumed" : "no corrald to resume (\(r.output.trimmingCharacters(in: .whitespacesAndNewlines).suffix(120)))")")
             }
         case .corosyncRestart:
-            cluster.killCorosync(node)
-            DispatchQueue.global().async(group: repairs) { [self] in
+            sh(["kill-corosync", "\(node)"])
+            ChaosThreads.spawn("chaos-repair", group: repairs) { [self] in
                 pause(Double(fault.durationMs) / 1000)
-                let r = cluster.script(["start", "\(node)"])
+                let r = sh(["start", "\(node)"])
                 log.event("node\(node): corosync started again after \(fault.durationMs) ms\(r.status == 0 ? "" : " (start failed: \(r.output.suffix(300)))")")
             }
         }
@@ -437,7 +493,7 @@ final class ChaosRun: @unchecked Sendable {
     private func viewsBeforeHeal() -> String {
         let lock = NSLock()
         nonisolated(unsafe) var parts: [Int: String] = [:]
-        DispatchQueue.concurrentPerform(iterations: options.nodes) { k in
+        ChaosThreads.parallel(options.nodes) { [self] k in
             let i = k + 1
             let text: String
             if let r = cluster.status(i, timeoutSeconds: 1) {
@@ -468,12 +524,12 @@ final class ChaosRun: @unchecked Sendable {
         """
         let file = "\(options.base)/chaos-split.nft"
         try? rules.write(toFile: file, atomically: true, encoding: .utf8)
-        let r = CommandRunner.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "-f", file])
+        let r = ChaosSpawn.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "-f", file])
         if r.status != 0 { log.event("split failed: \(r.output)") }
     }
 
     private func unsplit() {
-        let r = CommandRunner.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "delete", "table", "bridge", "corral_chaos"])
+        let r = ChaosSpawn.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "delete", "table", "bridge", "corral_chaos"])
         if r.status != 0 { log.event("unsplit failed: \(r.output)") }
     }
 
@@ -511,7 +567,7 @@ final class ChaosRun: @unchecked Sendable {
 
     private func installSignalHandlers() {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return }
+        guard ChaosSpawn.cloexecPair(&fds) else { return }
         chaosSignalWriteFD = fds[1]
         let handler: @convention(c) (Int32) -> Void = { number in
             var byte = UInt8(truncatingIfNeeded: number)
@@ -521,7 +577,7 @@ final class ChaosRun: @unchecked Sendable {
         signal(SIGTERM, handler)
         signal(SIGHUP, handler)
         let readFD = fds[0]
-        let thread = Thread { [self] in
+        ChaosThreads.spawn("chaos-signals") { [self] in
             var byte: UInt8 = 0
             while read(readFD, &byte, 1) < 0 && errno == EINTR {}
             lock.withLock { interrupted = true }
@@ -529,7 +585,6 @@ final class ChaosRun: @unchecked Sendable {
             tearDown()
             exit(128 + Int32(byte))
         }
-        thread.start()
     }
 
     /// Stops the watchers, saves every node's logs, removes the cluster (once).
@@ -547,8 +602,11 @@ final class ChaosRun: @unchecked Sendable {
         s?.stop()
         p?.stop()
         saveLogs()
+        // Not behind a call that never returns: wait at most 60 s for the cluster lock.
+        let locked = clusterLock.lock(before: Date().addingTimeInterval(60))
         cluster.down()
         cluster.down()
+        if locked { clusterLock.unlock() }
         lock.withLock {
             if let s { finalSampler = s.results() }
             if let p { finalProcesses = p.results() }
@@ -608,10 +666,11 @@ final class ChaosRun: @unchecked Sendable {
         for v in all { byKind[v.kind, default: 0] += 1 }
         return [
             "seed": options.seed, "rounds": rounds.count, "nodes": options.nodes, "guests": options.guests,
-            "fenceAgent": options.fenceAgent,
+            "fenceAgent": options.fenceAgent, "leaseMs": options.leaseMs as Any? ?? NSNull(), "timing": timing,
             "faults": faultCounts, "faultsTotal": faultCounts.values.reduce(0, +), "operations": operationOutcomes,
             "violations": all.map { ["kind": $0.kind, "round": $0.round, "atSeconds": ($0.atSeconds * 100).rounded() / 100, "detail": $0.detail] },
             "violationsByKind": byKind, "violationCount": all.count,
+            "healthyNodeSelfFences": findings,
             "recoverySeconds": [
                 "perRound": rounds.map { $0.recoverySeconds.map { ($0 * 10).rounded() / 10 } as Any? ?? NSNull() },
                 "median": Self.percentile(recoveries, 50).map { ($0 * 10).rounded() / 10 } as Any? ?? NSNull(),
@@ -643,7 +702,8 @@ final class ChaosRun: @unchecked Sendable {
         let sampler = finalSampler
         func ms(_ v: [Double], _ p: Double) -> String { Self.percentile(v, p).map { String(format: "%.0f", $0 * 1000) } ?? "-" }
         func s(_ v: Double?) -> String { v.map { String(format: "%.1f s", $0) } ?? "-" }
-        var lines = ["", "chaos summary (seed \(options.seed), \(options.nodes) nodes, \(options.guests) guests\(options.fenceAgent ? ", fence agent" : ""))"]
+        var lines = ["", "chaos summary (seed \(options.seed), \(options.nodes) nodes, \(options.guests) guests\(options.fenceAgent ? ", fence agent" : ""))",
+                     "  timing             \(timing)"]
         lines.append("  rounds             \(rounds.count)")
         lines.append("  faults injected    \(faultCounts.values.reduce(0, +)): " + faultCounts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("  operations         " + (operationOutcomes.isEmpty ? "none" : operationOutcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
@@ -660,6 +720,8 @@ final class ChaosRun: @unchecked Sendable {
         if let p = finalProcesses {
             lines.append("  QEMU process scan  \(p.scans) scans; each takes median \(ms(p.scanSeconds, 50)) ms, max \(ms(p.scanSeconds, 100)) ms")
         }
+        lines.append("  healthy self-fences \(findings.count) rounds where quorate nodes no fault touched were killed by their own watchdog" + (findings.isEmpty ? "" : ":"))
+        for f in findings { lines.append("    \(f)") }
         for round in rounds where !round.notes.isEmpty { lines.append("  round \(round.index) notes: \(round.notes.joined(separator: "; "))") }
         lines.append(String(format: "  setup              %.1f s", setupSeconds))
         lines.append(String(format: "  total wall time    %.1f s", log.seconds))

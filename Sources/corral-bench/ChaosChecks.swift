@@ -42,7 +42,7 @@ enum ChaosChecker {
         let n = cluster.nodes
         let lock = NSLock()
         nonisolated(unsafe) var reports: [Int: StatusReport] = [:]
-        DispatchQueue.concurrentPerform(iterations: n) { k in
+        ChaosThreads.parallel(n) { k in
             if let r = cluster.status(k + 1, timeoutSeconds: 3) { lock.withLock { reports[k + 1] = r } }
         }
         for i in 1...n {

@@ -43,14 +43,12 @@ final class ChaosProcessWatch: @unchecked Sendable {
                 namespaces[text.trimmingCharacters(in: .whitespacesAndNewlines)] = i
             }
         }
-        let thread = Thread { [self] in loop() }
-        thread.name = "chaos-processes"
-        thread.start()
+        ChaosThreads.spawn("chaos-processes") { [self] in loop() }
     }
 
     func stop() {
         lock.withLock { stopRequested = true }
-        finished.wait()
+        _ = finished.wait(timeout: .now() + 20)
     }
 
     func results() -> (scans: Int, scanSeconds: [Double], violations: [ChaosViolation]) {

@@ -53,7 +53,7 @@ struct ChaosHypervisors: Sendable {
     func domains(_ i: Int) -> [String: String]? {
         let socket = "\(base)/n\(i)/run/libvirt/libvirt-sock"
         guard FileManager.default.fileExists(atPath: socket) else { return nil }
-        let result = CommandRunner.run(["/usr/bin/timeout", "5", "/usr/bin/virsh", "-q", "-c", "qemu:///system?socket=\(socket)", "list"])
+        let result = ChaosSpawn.run(["/usr/bin/timeout", "-k", "2", "5", "/usr/bin/virsh", "-q", "-c", "qemu:///system?socket=\(socket)", "list"])
         guard result.status == 0 else { return nil }
         var out: [String: String] = [:]
         for line in result.output.split(separator: "\n") {
@@ -71,7 +71,7 @@ struct ChaosHypervisors: Sendable {
         let lock = NSLock()
         nonisolated(unsafe) var views: [Int: [String: String]?] = [:]
         let start = Date()
-        DispatchQueue.concurrentPerform(iterations: list.count) { k in
+        ChaosThreads.parallel(list.count) { k in
             let view = domains(list[k])
             lock.withLock { views[list[k]] = .some(view) }
         }
@@ -101,7 +101,7 @@ struct ChaosLeases: Sendable {
         self.nodes = nodes
         var files: [String: String] = [:]
         for disk in disks {
-            let hash = CommandRunner.run(["/bin/sh", "-c", "printf %s \"$1\" | /usr/bin/sha256sum", "_", disk]).output
+            let hash = ChaosSpawn.run(["/bin/sh", "-c", "printf %s \"$1\" | /usr/bin/sha256sum", "_", disk]).output
             if let digest = hash.split(separator: " ").first { files[disk] = "\(base)/shared/lockspace/\(digest)" }
         }
         lockspaceFiles = files
@@ -185,14 +185,13 @@ final class ChaosSampler: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "chaos-sampler"
-        thread.start()
+        ChaosThreads.spawn("chaos-sampler") { [self] in loop() }
     }
 
+    /// Stops sampling; waits at most 20 s for the current snapshot.
     func stop() {
         lock.withLock { stopRequested = true }
-        finished.wait()
+        _ = finished.wait(timeout: .now() + 20)
     }
 
     /// A consistent copy of what was recorded so far.
