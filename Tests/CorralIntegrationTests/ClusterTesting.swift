@@ -33,11 +33,20 @@ enum ClusterTesting {
     static func withCluster(id: Int, base: String, nodes: Int, hypervisor: LocalCluster.Hypervisor = .none,
                             token: Int = 1000, agentArguments: String? = nil,
                             _ body: (LocalCluster) throws -> Void) throws {
+        func bringUp() throws(ClusterError) -> LocalCluster {
+            if agentArguments != nil || hypervisor == .libvirt {
+                return try up(id: id, base: base, nodes: nodes, hypervisor: hypervisor, token: token, agentArguments: agentArguments)
+            }
+            return try LocalCluster.up(id: id, base: base, nodes: nodes, hypervisor: hypervisor, token: token)
+        }
         let cluster: LocalCluster
-        if agentArguments != nil || hypervisor == .libvirt {
-            cluster = try up(id: id, base: base, nodes: nodes, hypervisor: hypervisor, token: token, agentArguments: agentArguments)
-        } else {
-            cluster = try LocalCluster.up(id: id, base: base, nodes: nodes, hypervisor: hypervisor, token: token)
+        do {
+            cluster = try bringUp()
+        } catch {
+            // `up` races with other clusters of this machine coming and going (it unmounts every
+            // namespace file it finds, and one may vanish in between): one more try.
+            FileHandle.standardOutput.write(Data("cluster \(id): up failed, retrying once: \(error)\n".utf8))
+            cluster = try bringUp()
         }
         defer { cluster.down() }
         do {
