@@ -142,7 +142,7 @@ struct LibvirtClusterTests {
                 #expect(o.guests.nodesListing("delta") == [3])
             }
 
-            try watch.step("5a. the destination dies mid-migration: the VM runs on on its source, once; the job failed with a reason") {
+            try watch.step("5a. the destination dies mid-migration: the VM runs on its source, once; the job failed with a reason") {
                 let before = watch.sample()
                 let domain = try #require(before.domain("alpha", on: 1), "alpha runs on node1: \(before)")
                 try cluster.throttleTCP(1, "200kbit")
@@ -158,6 +158,7 @@ struct LibvirtClusterTests {
                     job = o.status?.migrations.last { $0.vm == "alpha" }
                     return job?.state == "failed" && o.vm("alpha")?.state == "running" && o.guests.nodesRunning("alpha") == [1]
                 }
+                watch.note("  job failed: \(job?.failure ?? "?"); node2 is \(o.node("node2")?.state ?? "?")")
                 #expect(!(job?.failure.isEmpty ?? true), "the failed job says why: \(String(describing: job))")
                 #expect(o.vm("alpha")?.node == "node1", "the state keeps alpha on its source")
                 #expect(o.guests.domain("alpha", on: 1)?.id == domain.id, "alpha kept running on node1 (same domain, not restarted): \(o.guests)")
