@@ -72,4 +72,17 @@ public enum CorosyncConfig {
         }
         return addresses
     }
+
+    /// How long Corosync may deliver nothing while it detects a failure: the effective token
+    /// timeout plus consensus (`runtime.config.totem.*`, after `token_coefficient`); nil if unknown.
+    public static func detectionMs() throws(CorosyncError) -> Int? {
+        var handle = cmap_handle_t()
+        try retryingTransient("cmap_initialize") { cmap_initialize(&handle) }
+        defer { cmap_finalize(handle) }
+        var token: UInt32 = 0
+        var consensus: UInt32 = 0
+        guard cmap_get_uint32(handle, "runtime.config.totem.token", &token) == CS_OK,
+              cmap_get_uint32(handle, "runtime.config.totem.consensus", &consensus) == CS_OK else { return nil }
+        return Int(token) + Int(consensus)
+    }
 }

@@ -61,7 +61,12 @@ public final class AgentLoop: @unchecked Sendable {
                             linkMiBps: configuration.linkMiBps)
         let inherited = watchdog.inheritedDeadline()
         if let inherited { log.write("inherited a self-fence lease valid for \(inherited - BootClock.now()) ms from the previous run") }
-        core = CorralNode(spec: spec, state: state, fenceAgent: fenceAgent != nil, leaseExpiry: inherited)
+        // No healthy node's lease may run out while Corosync detects a failure: floor it at
+        // detection + 1 s (for the sync and a heartbeat round trip after the new membership).
+        let detection = (try? CorosyncConfig.detectionMs()) ?? nil
+        let floor = detection.map { $0 + 1_000 } ?? 0
+        core = CorralNode(spec: spec, state: state, fenceAgent: fenceAgent != nil, leaseExpiry: inherited, minimumLeaseMs: floor)
+        log.write("Corosync detects failures within \(detection.map { "\($0) ms" } ?? "an unknown time"); lease \(core.leaseMs) ms (setting \(state.settings.recovery.leaseMs) ms, floor \(floor) ms)")
         log.write("corrald node \(spec.name) (id \(spec.id)) joined CPG group \(configuration.groupName); expected votes \(votes)")
     }
 

@@ -15,8 +15,11 @@ public enum Coordinator {
         public var members: [NodeID]
         /// VMs seen running without a crash for a whole crash window.
         public var stableVMs: [String]
+        /// The lease every node uses: the setting, raised to outlast Corosync's failure detection.
+        public var leaseMs: Int?
         public init(now: Millis, renewedBy: [NodeID: Millis] = [:], fenceConfirmed: Set<NodeID> = [],
-                    members: [NodeID] = [], stableVMs: [String] = []) {
+                    members: [NodeID] = [], stableVMs: [String] = [], leaseMs: Int? = nil) {
+            self.leaseMs = leaseMs
             self.now = now
             self.renewedBy = renewedBy
             self.fenceConfirmed = fenceConfirmed
@@ -42,7 +45,7 @@ public enum Coordinator {
         let r = state.settings.recovery
         func leaseOver(_ id: NodeID) -> Bool {
             guard let renewed = context.renewedBy[id] else { return false }
-            return context.now >= renewed + Millis(r.leaseMs + r.marginMs)
+            return context.now >= renewed + Millis((context.leaseMs ?? r.leaseMs) + r.marginMs)
         }
         return state.sortedNodes.compactMap { node in
             switch node.health {

@@ -39,6 +39,9 @@ public struct CorralNode: Sendable {
     private var runningSinceCrash: [String: Millis] = [:]
     /// This node's shell can run a fence agent against lost peers.
     private let hasFenceAgent: Bool
+    /// Corosync's failure detection plus a second (every node reads the same corosync.conf,
+    /// so every node computes the same floor).
+    private let minimumLeaseMs: Int
     /// Start of this node's current unbroken run of quorate memberships.
     private var quorateSince: Millis?
     private var fenceAsked: Set<NodeID> = []
@@ -49,11 +52,14 @@ public struct CorralNode: Sendable {
     /// - `fenceAgent`: this node's shell has a fence agent command configured.
     /// - `leaseExpiry`: the lease a previous run of this node's agent left (from its watchdog
     ///   file), so that restarting the agent does not stop the VMs the lease still covers.
-    public init(spec: NodeSpec, state: ClusterState, fenceAgent: Bool = false, leaseExpiry: Millis? = nil) {
+    /// - `minimumLeaseMs`: the floor under the lease setting, from Corosync's detection time.
+    public init(spec: NodeSpec, state: ClusterState, fenceAgent: Bool = false, leaseExpiry: Millis? = nil,
+                minimumLeaseMs: Int = 0) {
         self.id = spec.id
         self.spec = spec
         self.state = state
         self.hasFenceAgent = fenceAgent
+        self.minimumLeaseMs = minimumLeaseMs
         self.leaseExpiry = leaseExpiry
     }
 
@@ -176,7 +182,7 @@ public struct CorralNode: Sendable {
             if case let .heartbeat(node, sequence) = command, quorate {
                 heartbeatSeen[node] = now
                 if node == id, let sent = heartbeatSentAt.removeValue(forKey: sequence) {
-                    leaseExpiry = max(leaseExpiry ?? .min, sent + Millis(state.settings.recovery.leaseMs))
+                    leaseExpiry = max(leaseExpiry ?? .min, sent + Millis(leaseMs))
                     out.append(.renewLease(until: leaseExpiry!))
                 }
             }
@@ -233,7 +239,12 @@ public struct CorralNode: Sendable {
     }
 
     /// Stop margin before the lease runs out: the VMs must be off before anyone may restart them.
-    private var leaseGuard: Millis { Millis(min(500, state.settings.recovery.leaseMs / 4)) }
+    private var leaseGuard: Millis { Millis(min(500, leaseMs / 4)) }
+
+    /// The lease in force: the setting, raised to `minimumLeaseMs` so that no healthy node's
+    /// lease runs out while Corosync is still detecting another node's failure (nothing is
+    /// delivered then: token + consensus, 6.5 s for 5 nodes with `token: 1000`).
+    public var leaseMs: Int { max(state.settings.recovery.leaseMs, minimumLeaseMs) }
 
     /// With the lease about to run out (no quorum, or Corosync silent), stop every VM here: the
     /// quorate side restarts them once the lease is over. Until then a node that lost quorum
@@ -399,7 +410,7 @@ public struct CorralNode: Sendable {
             renewedBy[node] = max(heartbeatSeen[node] ?? .min, quorateSince ?? now)
         }
         let context = Coordinator.Context(now: now, renewedBy: renewedBy, fenceConfirmed: fenceConfirmed,
-                                          members: members, stableVMs: stableAfterCrashes())
+                                          members: members, stableVMs: stableAfterCrashes(), leaseMs: leaseMs)
         for command in Coordinator.plan(state, context) { send(.command(command), &out) }
     }
 }
