@@ -522,9 +522,11 @@ final class ChaosRun: @unchecked Sendable {
           }
         }
         """
-        let file = "\(options.base)/chaos-split.nft"
+        // Not in the cluster's base directory: `down` leaves a directory holding files it did not create.
+        let file = NSTemporaryDirectory() + "corral-chaos-\(options.clusterID)-\(getpid())-split.nft"
         try? rules.write(toFile: file, atomically: true, encoding: .utf8)
         let r = ChaosSpawn.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "-f", file])
+        try? FileManager.default.removeItem(atPath: file)
         if r.status != 0 { log.event("split failed: \(r.output)") }
     }
 
@@ -605,8 +607,10 @@ final class ChaosRun: @unchecked Sendable {
         // Not behind a call that never returns: wait at most 60 s for the cluster lock.
         let locked = clusterLock.lock(before: Date().addingTimeInterval(60))
         cluster.down()
-        cluster.down()
+        let again = cluster.script(["down"])
         if locked { clusterLock.unlock() }
+        let leftovers = again.output.split(separator: "\n").filter { $0.contains("error") || $0.contains("left ") }
+        if !leftovers.isEmpty { log.event("teardown: \(leftovers.joined(separator: " | "))") }
         lock.withLock {
             if let s { finalSampler = s.results() }
             if let p { finalProcesses = p.results() }
