@@ -53,6 +53,7 @@ public enum MigrationScheduler {
                 commands.append(.setMigrationBandwidth(job: job.id, bandwidthMiBps: share))
             }
         }
+        used.creditUnderuse(running.filter { !finishingSoon($0, setupMs: s.setupMs) })
         let order = queued.sorted { (soloSeconds(state, $1), $0.id) < (soloSeconds(state, $0), $1.id) }
         for job in order where counts.allows(job, perNode: s.maxPerNode, cluster: s.maxCluster) {
             let dirty = state.vms[job.vm]?.dirtyRateMiBps ?? 0
@@ -120,6 +121,18 @@ public enum MigrationScheduler {
         mutating func add(_ job: MigrationJob, _ rate: Int) {
             tx[job.source, default: 0] += rate
             rx[job.destination, default: 0] += rate
+        }
+        /// Streams that measurably send well under their share (a stream slower than its cap:
+        /// CPU-bound, or throttled below its setting) leave the rest of the link to another
+        /// stream: a sender whose every stream reports progress and which sends under 80% of
+        /// what it was promised is charged what it really sends.
+        mutating func creditUnderuse(_ running: [MigrationJob]) {
+            for source in Set(running.map(\.source)) {
+                let streams = running.filter { $0.source == source }
+                guard streams.allSatisfy({ ($0.progress?.rateMiBps ?? 0) > 0 }) else { continue }
+                let sending = streams.reduce(0) { $0 + $1.progress!.rateMiBps }
+                if sending * 5 < tx[source, default: 0] * 4 { tx[source] = sending }
+            }
         }
     }
 

@@ -69,6 +69,25 @@ import Testing
 
     /// A VM that dirties more than a quarter of a stream gets a full stream and runs alone on its
     /// source: nothing else from n1 starts with it, and nothing starts ahead of it while it waits.
+    /// A stream that measurably sends well under its share (say 400 of 1000 MiB/s: CPU-bound)
+    /// leaves the rest of the link to the next migration; one that sends its share does not.
+    @Test(arguments: [(400, true), (950, false)])
+    func underusedLinkAdmitsAnotherStream(sending: Int, admitsMore: Bool) {
+        var state = Self.queued(Self.spread(3, memoryMiB: 8192))
+        var first: [(vm: String, bw: Int)] = []
+        for command in MigrationScheduler.decide(state) {
+            if case let .startMigration(job, bw) = command {
+                first.append((state.jobs[job]!.vm, bw))
+                state.must(command)
+            }
+        }
+        #expect(first.count == 1, "one stream fills a 1000 MiB/s link on paper")
+        let job = state.jobs.values.first { $0.state == .running }!
+        state.must(.migrationProgress(job: job.id, MigrationProgress(totalMiB: 8192, remainingMiB: 6000, rateMiBps: sending, dirtyRateMiBps: 5)))
+        let more = Self.starts(MigrationScheduler.decide(state), state)
+        #expect(more.isEmpty == !admitsMore)
+    }
+
     @Test func hotVMRunsAlone() throws {
         let moves = [Move(memoryMiB: 4096, dirty: 100, to: "n2"), Move(memoryMiB: 2048, to: "n3"), Move(memoryMiB: 2048, to: "n4")]
         var state = Self.queued(moves) { $0.streamMiBps = 300 }
