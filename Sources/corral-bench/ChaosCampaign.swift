@@ -295,6 +295,7 @@ final class ChaosRun: @unchecked Sendable {
             + (plan.operations.isEmpty ? "" : "; operations: \(plan.operations.map(\.label).joined(separator: "; "))")
             + String(format: "; hold %.1f s; resume with%@ failback", Double(plan.holdMs) / 1000, plan.failback ? "" : "out"))
         let firesBefore = watchdogFires()
+        let agentRunsBefore = fenceAgentRuns()
         let state = RoundState()
         let repairs = DispatchGroup()
         let ops = DispatchGroup()
@@ -324,13 +325,16 @@ final class ChaosRun: @unchecked Sendable {
         let fires = watchdogFires()
         let fired = (1...options.nodes).filter { (fires[$0] ?? 0) > (firesBefore[$0] ?? 0) }
         if !fired.isEmpty { notes.append("test watchdog fired on \(fired.map { "node\($0)" }.joined(separator: ", "))") }
+        let agentRuns = fenceAgentRuns()
+        let agentFenced = (1...options.nodes).filter { (agentRuns[$0] ?? 0) > (agentRunsBefore[$0] ?? 0) }
+        if !agentFenced.isEmpty { notes.append("fence agent run against \(agentFenced.map { "node\($0)" }.joined(separator: ", "))") }
         // Nodes no fault of this round touched. If they alone are a majority, they stayed one
         // quorate partition all along: none of them should have lost its lease.
         let touched = Set(plan.faults.flatMap(\.nodes))
         let untouched = (1...options.nodes).filter { !touched.contains($0) }
-        let healthyFenced = untouched.count * 2 > options.nodes ? fired.filter { untouched.contains($0) } : []
+        let healthyFenced = untouched.count * 2 > options.nodes ? Set(fired + agentFenced).filter { untouched.contains($0) }.sorted() : []
         if !healthyFenced.isEmpty {
-            let finding = "round \(plan.index): the watchdog fired on \(healthyFenced.map { "node\($0)" }.joined(separator: ", ")), untouched by every fault and a quorate majority (nodes \(untouched)) all along"
+            let finding = "round \(plan.index): \(healthyFenced.map { "node\($0)" }.joined(separator: ", ")) fenced (\(healthyFenced.map { fired.contains($0) ? "watchdog" : "fence agent" }.joined(separator: ", "))) although untouched by every fault and a quorate majority (nodes \(untouched)) all along"
             findings.append(finding)
             notes.append("HEALTHY NODES SELF-FENCED: \(healthyFenced.map { "node\($0)" }.joined(separator: ", "))")
             log.event("FINDING \(finding)")
@@ -344,8 +348,8 @@ final class ChaosRun: @unchecked Sendable {
             let missing = ["corosync", "corrald", "libvirtd", "virtlockd"].filter { !processRuns(i, $0) }
             guard !missing.isEmpty else { continue }
             toStart.append(i)
-            if !state.crashed.contains(i) && !fired.contains(i) {
-                let note = "node\(i): \(missing.joined(separator: ", ")) not running although neither crashed nor fenced by its watchdog"
+            if !state.crashed.contains(i) && !fired.contains(i) && !agentFenced.contains(i) {
+                let note = "node\(i): \(missing.joined(separator: ", ")) not running although not crashed, not fenced by its watchdog nor by the fence agent"
                 notes.append(note)
                 log.event("UNEXPECTED \(note); corrald.out tail: \(lastLines(i, "corrald.out", count: 5).joined(separator: " | "))")
             }
@@ -393,6 +397,7 @@ final class ChaosRun: @unchecked Sendable {
             if !check.agreed { found.append(ChaosViolation(kind: "no-agreement", round: plan.index, atSeconds: now, detail: check.problems.filter { $0.hasPrefix("node") || $0.hasPrefix("digests") }.joined(separator: "; "))) }
             for lost in check.notRunning { found.append(ChaosViolation(kind: "lost-vm", round: plan.index, atSeconds: now, detail: lost)) }
             for m in check.leaseMismatches { found.append(ChaosViolation(kind: "lease-mismatch", round: plan.index, atSeconds: now, detail: m)) }
+            if !check.leaseMismatches.isEmpty { log.event("virtlockd: \(leases.virtlockdDiagnostics())") }
             if !check.pending.isEmpty { notes.append("pending at the deadline (not lost): \(check.pending.joined(separator: "; "))") }
             for p in check.problems.prefix(30) { log.event("unrecovered: \(p)") }
         }
@@ -560,6 +565,16 @@ final class ChaosRun: @unchecked Sendable {
         return out
     }
 
+    /// How often some node's corrald ran the fence agent against node i (its log says so).
+    private func fenceAgentRuns() -> [Int: Int] {
+        var out: [Int: Int] = [:]
+        let logs = (1...options.nodes).map { cluster.file($0, "corrald.log") }
+        for i in 1...options.nodes {
+            out[i] = logs.reduce(0) { $0 + $1.components(separatedBy: "running the fence agent against node\(i)\n").count - 1 }
+        }
+        return out
+    }
+
     private func lastLines(_ i: Int, _ file: String, matching: String? = nil, count: Int) -> [String] {
         let lines = cluster.file(i, file).split(separator: "\n").map(String.init)
         return Array((matching.map { m in lines.filter { $0.contains(m) } } ?? lines).suffix(count))
@@ -724,7 +739,7 @@ final class ChaosRun: @unchecked Sendable {
         if let p = finalProcesses {
             lines.append("  QEMU process scan  \(p.scans) scans; each takes median \(ms(p.scanSeconds, 50)) ms, max \(ms(p.scanSeconds, 100)) ms")
         }
-        lines.append("  healthy self-fences \(findings.count) rounds where quorate nodes no fault touched were killed by their own watchdog" + (findings.isEmpty ? "" : ":"))
+        lines.append("  healthy self-fences \(findings.count) rounds where quorate nodes no fault touched were fenced (own watchdog or fence agent)" + (findings.isEmpty ? "" : ":"))
         for f in findings { lines.append("    \(f)") }
         for round in rounds where !round.notes.isEmpty { lines.append("  round \(round.index) notes: \(round.notes.joined(separator: "; "))") }
         lines.append(String(format: "  setup              %.1f s", setupSeconds))

@@ -145,6 +145,41 @@ struct ChaosLeases: Sendable {
         }
         return out.mapValues { $0.sorted() }
     }
+
+    /// disk → the lockspace file's inode now (nil: no file).
+    func lockspaceInodes() -> [String: UInt64?] {
+        var out: [String: UInt64?] = [:]
+        for (disk, file) in lockspaceFiles {
+            var st = stat()
+            out[disk] = stat(file, &st) == 0 ? UInt64(st.st_ino) : nil
+        }
+        return out
+    }
+
+    /// For a lockd mismatch: which lockspace files each node's virtlockd has open (a
+    /// "(deleted)" one is a lease held on a file somebody unlinked).
+    func virtlockdDiagnostics() -> String {
+        let namespaces = netnsInodes()
+        var parts: [String] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), ChaosProcessWatch.read("/proc/\(pid)/comm") == "virtlockd",
+                  let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net") else { continue }
+            let ns = link.replacingOccurrences(of: "net:[", with: "").replacingOccurrences(of: "]", with: "")
+            guard let node = namespaces[ns] else { continue }
+            let fds = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).compactMap { fd -> String? in
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+                      target.contains("/lockspace/") else { return nil }
+                var st = stat()
+                let inode = stat("/proc/\(pid)/fd/\(fd)", &st) == 0 ? " inode \(st.st_ino)" : ""
+                return (target.split(separator: "/").last.map { String($0.prefix(12)) } ?? target) + inode + (target.hasSuffix("(deleted)") ? " (deleted)" : "")
+            }
+            parts.append("node\(node) virtlockd \(pid): [\(fds.sorted().joined(separator: ", "))]")
+        }
+        let files = lockspaceInodes().sorted { $0.key < $1.key }.map { disk, inode in
+            "\((disk as NSString).lastPathComponent)→\(lockspaceFiles[disk].map { String(($0 as NSString).lastPathComponent.prefix(12)) } ?? "?") inode \(inode.map(String.init) ?? "none")"
+        }
+        return parts.sorted().joined(separator: "; ") + " | lockspace files: " + files.joined(separator: ", ")
+    }
 }
 
 /// Samples every node's hypervisor on a background thread for the whole run and records any
@@ -175,6 +210,8 @@ final class ChaosSampler: @unchecked Sendable {
     /// Open double-run episodes ("vm@nodes"), so a lasting one is reported once.
     private var openEpisodes: [String: (first: Double, samples: Int)] = [:]
     private var lastToken: [String: UInt64] = [:]
+    /// Each disk's lockspace file (inode) and lockd holders at the last snapshot.
+    private var lastLockd: [String: String] = [:]
     private var reportedLease: Set<String> = []
 
     init(hypervisors: ChaosHypervisors, leases: ChaosLeases, log: ChaosLog, periodMs: Int) {
@@ -287,9 +324,19 @@ final class ChaosSampler: @unchecked Sendable {
                 }
             }
         }
-        for (disk, holders) in leases.lockdHolders() where holders.count > 1 {
+        let holders = leases.lockdHolders()
+        for (disk, nodes) in holders where nodes.count > 1 {
             record(ChaosViolation(kind: "lease-holders", round: log.round, atSeconds: log.seconds,
-                                  detail: "lockd lease of \(disk) locked from nodes \(holders) at once"))
+                                  detail: "lockd lease of \(disk) locked from nodes \(nodes) at once"))
+        }
+        // The lockd leases' story, for the log: every change of file or holder.
+        for (disk, inode) in leases.lockspaceInodes() {
+            let now = "\(inode.map { "inode \($0)" } ?? "no file") locked from \(holders[disk] ?? [])"
+            let before = lock.withLock { () -> String? in
+                defer { lastLockd[disk] = now }
+                return lastLockd[disk]
+            }
+            if let before, before != now { log.event("lockd lease \((disk as NSString).lastPathComponent): \(before) → \(now)") }
         }
     }
 }
