@@ -214,8 +214,16 @@ final class ChaosRun: @unchecked Sendable {
             return out.split(separator: "=").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "?"
         }
         timing = "corosync effective token \(cmap("runtime.config.totem.token")) ms, consensus \(cmap("runtime.config.totem.consensus")) ms; "
-            + "fencing.lease-ms \(options.leaseMs.map(String.init) ?? "default (5000)")"
+            + "fencing.lease-ms \(options.leaseMs.map(String.init) ?? "default")"
         log.event(timing)
+        defer {
+            // corrald's own account of the lease it applies (it may floor the setting).
+            if let line = cluster.file(1, "corrald.log").split(separator: "\n").last(where: { $0.contains("detects failures within") }),
+               let text = line.split(separator: " ", maxSplits: 1).last {
+                timing += "; node1 corrald: \(text)"
+                log.event("node1 corrald: \(text)")
+            }
+        }
         if let lease = options.leaseMs {
             let r = cluster.request(1, OperatorRequestLine(.setConfig(key: "fencing.lease-ms", value: "\(lease)")), timeoutSeconds: 30)
             log.event("config fencing.lease-ms \(lease): \(describe(r))")
