@@ -15,6 +15,7 @@ public final class AgentLoop: @unchecked Sendable {
         case control(ControlRequest, reply: @Sendable (ControlResponse) -> Void)
         case hypervisor(HypervisorEvent)
         case fenceResult(NodeID, fenced: Bool)
+        case unreachable([NodeID])
         case shutdown
     }
 
@@ -90,6 +91,7 @@ public final class AgentLoop: @unchecked Sendable {
             }
         }
         if let group { pump(group) }
+        let links = LinkWatch { [sink] in sink.yield(.unreachable($0)) }
         let signals = Self.watchSignals(sink)
         hypervisor.watch { [sink] in sink.yield(.hypervisor($0)) }
         let inventory = await takeInventory()
@@ -106,6 +108,7 @@ public final class AgentLoop: @unchecked Sendable {
             log.write("leaving the watchdog armed: \(core.localVMs.count) VMs still run here under the lease; restart corrald before it ends (drain the node first to stop for good)")
         }
         signals.forEach { $0.cancel() }
+        links.stop()
         tickTask.cancel()
         server.stop()
         await serverTask.value
@@ -147,6 +150,7 @@ public final class AgentLoop: @unchecked Sendable {
             if let line = Self.describe(event) { log.write(line) }
             execute(core.step(.hypervisor(event), now: now))
         case let .fenceResult(node, fenced): execute(core.step(.fenceAgentResult(node, fenced: fenced), now: now))
+        case let .unreachable(nodes): execute(core.step(.unreachable(nodes), now: now))
         case .shutdown: break
         }
     }
@@ -213,6 +217,10 @@ public final class AgentLoop: @unchecked Sendable {
                 }
                 hypervisor.migrate(job, spec, to: MigrationTarget(name: destination, address: address), report: report)
             case let .prepareIncoming(job, spec): hypervisor.prepareIncoming(job, spec, report: report)
+            case let .stageVM(spec): hypervisor.stage(spec)
+            case let .unstageVM(vm):
+                log.write("discarding the staged \(vm)")
+                hypervisor.unstage(vm)
             case let .setMigrationBandwidth(job, vm, bw): hypervisor.setMigrationBandwidth(job: job, vm: vm, MiBps: bw)
             case let .abortMigration(job, vm): hypervisor.abortMigration(job: job, vm: vm, report: report)
             case let .runFenceAgent(node, name):

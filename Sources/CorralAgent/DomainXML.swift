@@ -6,12 +6,19 @@ import CorralCore
 /// device fewer to migrate). Every node builds the same XML for the same spec, down to the UUID,
 /// which libvirt requires to match on both ends of a migration.
 public enum DomainXML {
-    public static func xml(for spec: VMSpec) -> String {
+    /// Namespace of the mark a staged guest carries until it is resumed, so that an agent that
+    /// restarts can tell a staged guest (never ran; discard it) from a guest paused later.
+    public static let stagedNamespace = "urn:x-corral:staged"
+
+    public static func xml(for spec: VMSpec, staged: Bool = false) -> String {
         let name = escaped(spec.name)
         var lines = [
             "<domain type='qemu'>",
             "  <name>\(name)</name>",
             "  <uuid>\(uuid(forName: spec.name))</uuid>",
+        ]
+        if staged { lines += ["  <metadata><corral:staged xmlns:corral='\(stagedNamespace)'/></metadata>"] }
+        lines += [
             "  <memory unit='MiB'>\(spec.memoryMiB)</memory>",
             "  <vcpu>\(spec.vcpus)</vcpu>",
             "  <os>",

@@ -33,6 +33,11 @@ public protocol Hypervisor: Sendable {
     func migrate(_ job: MigrationJob, _ spec: VMSpec, to destination: MigrationTarget, report: @escaping @Sendable (HypervisorEvent) -> Void)
     /// A migration to this node has started; the VM arrives at switchover.
     func prepareIncoming(_ job: MigrationJob, _ spec: VMSpec, report: @escaping @Sendable (HypervisorEvent) -> Void)
+    /// Creates the guest paused, for a failover here that is not allowed yet: a later `start`
+    /// only resumes it. Reports nothing; a guest that could not be staged is started afresh.
+    func stage(_ spec: VMSpec)
+    /// Destroys a staged guest that never ran. Reports nothing.
+    func unstage(_ vm: String)
     func setMigrationBandwidth(job: Int, vm: String, MiBps: Int)
     func abortMigration(job: Int, vm: String, report: @escaping @Sendable (HypervisorEvent) -> Void)
     /// Names of the guests running here now (blocking; called at start-up to reconcile).
@@ -53,6 +58,8 @@ public final class RecordOnlyHypervisor: Hypervisor {
     public func prepareIncoming(_ job: MigrationJob, _ spec: VMSpec, report: @escaping @Sendable (HypervisorEvent) -> Void) {
         report(.running(spec.name))
     }
+    public func stage(_ spec: VMSpec) {}
+    public func unstage(_ vm: String) {}
     public func setMigrationBandwidth(job: Int, vm: String, MiBps: Int) {}
     public func abortMigration(job: Int, vm: String, report: @escaping @Sendable (HypervisorEvent) -> Void) {
         report(.migrationFailed(job: job, reason: "aborted"))

@@ -34,6 +34,8 @@ public final class LibvirtHypervisor: Hypervisor {
         case running
         /// An incoming migration created it here; it runs here only after switchover.
         case arriving
+        /// Created paused for a failover (`stage`); it has never run and runs only if started.
+        case staged
         /// Not here: stopped by us, failed to start, reported stopped, or left by migration.
         case gone
     }
@@ -64,24 +66,60 @@ public final class LibvirtHypervisor: Hypervisor {
         state.withLock { $0.watcher = report }
     }
 
-    /// Starts a transient guest. `leaseTokens` are not libvirt's business: the agent holds the
-    /// disk leases before it asks for a start.
+    /// Starts a transient guest, or resumes it when it was staged here. `leaseTokens` are not
+    /// libvirt's business: the agent holds the disk leases before it asks for a start.
     public func start(_ spec: VMSpec, leaseTokens: [UInt64], report: @escaping @Sendable (HypervisorEvent) -> Void) {
         let vm = spec.name
         let xml = DomainXML.xml(for: spec)
         onGuestQueue(vm) {
             let libvirt = self.libvirt
+            if self.presence(vm) == .staged {
+                self.record(vm, .gone)
+                do throws(LibvirtError) {
+                    try libvirt.resume(vm)
+                    self.record(vm, .running)
+                    report(.running(vm))
+                    // The mark only tells a later agent that a paused guest never ran.
+                    try? libvirt.removeMetadata(of: vm, uri: DomainXML.stagedNamespace)
+                    return
+                } catch {
+                    // Not resumable (gone, or its disk lock refused): start it afresh.
+                    try? self.remove(vm)
+                }
+            }
             let outcome: HypervisorEvent
             do throws(LibvirtError) {
                 try libvirt.createTransient(xml: xml)
                 outcome = .running(vm)
             } catch {
                 // A repeated start finds the guest already running here: that is what was asked.
-                let running = (try? libvirt.domain(named: vm))?.isActive == true
+                let running = (try? libvirt.domain(named: vm))?.state == .running
                 outcome = running ? .running(vm) : .startFailed(vm, reason: error.message)
             }
             self.record(vm, outcome == .running(vm) ? .running : .gone)
             report(outcome)
+        }
+    }
+
+    /// Creates the guest paused and marked as staged. A guest this node already has is left alone.
+    public func stage(_ spec: VMSpec) {
+        let vm = spec.name
+        let xml = DomainXML.xml(for: spec, staged: true)
+        onGuestQueue(vm) {
+            guard self.presence(vm) == nil || self.presence(vm) == .gone else { return }
+            do throws(LibvirtError) {
+                try self.libvirt.createTransient(xml: xml, paused: true)
+                self.record(vm, .staged)
+            } catch {}
+        }
+    }
+
+    /// Destroys the guest if it is still only staged.
+    public func unstage(_ vm: String) {
+        onGuestQueue(vm) {
+            guard self.presence(vm) == .staged else { return }
+            self.record(vm, .gone)
+            try? self.remove(vm)
         }
     }
 
@@ -157,9 +195,16 @@ public final class LibvirtHypervisor: Hypervisor {
         }
     }
 
-    /// Running and paused guests (a paused guest still occupies this node).
+    /// Running and paused guests (a paused guest still occupies this node). Guests a previous
+    /// run staged and never started are destroyed here: they never ran.
     public func inventory() throws -> [String] {
-        let names = try libvirt.allDomains().filter { $0.isActive && ($0.state == .running || $0.state == .paused) }.map(\.name).sorted()
+        let libvirt = self.libvirt
+        let names = try libvirt.allDomains().filter { domain in
+            guard domain.isActive && (domain.state == .running || domain.state == .paused) else { return false }
+            guard domain.state == .paused, (try? libvirt.metadata(of: domain.name, uri: DomainXML.stagedNamespace)) != nil else { return true }
+            try? self.remove(domain.name)
+            return false
+        }.map(\.name).sorted()
         state.withLock { state in
             for name in names where state.guests[name] == nil { state.guests[name] = .running }
         }
@@ -312,6 +357,10 @@ public final class LibvirtHypervisor: Hypervisor {
 
     private func record(_ vm: String, _ presence: Presence) {
         state.withLock { $0.guests[vm] = presence }
+    }
+
+    private func presence(_ vm: String) -> Presence? {
+        state.withLock { $0.guests[vm] }
     }
 
     /// Destroys the guest if it runs and removes its persistent definition if it has one; a

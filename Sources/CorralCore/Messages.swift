@@ -44,6 +44,9 @@ public enum Input: Sendable {
     case hypervisor(HypervisorEvent)
     /// The configured fence agent finished for a node.
     case fenceAgentResult(NodeID, fenced: Bool)
+    /// The peers Corosync's own link heartbeat (knet) cannot reach right now, seconds before
+    /// a membership change can say so; sent when the set changes.
+    case unreachable([NodeID])
 }
 
 /// What this node's hypervisor says happened, in its own words.
@@ -70,6 +73,11 @@ public enum Directive: Sendable, Equatable {
     case migrateVM(MigrationJob, VMSpec, destinationName: String)
     /// On the destination: a migration to this node has started (prepare storage, expect the VM).
     case prepareIncoming(MigrationJob, VMSpec)
+    /// Create the guest paused, ready for a failover here that is not yet allowed (its node is
+    /// not fenced yet); it runs only when a `startVM` for it follows.
+    case stageVM(VMSpec)
+    /// Discard a staged guest that will not start here after all.
+    case unstageVM(String)
     case setMigrationBandwidth(job: Int, vm: String, MiBps: Int)
     case abortMigration(job: Int, vm: String)
     case runFenceAgent(NodeID, name: String)

@@ -198,7 +198,7 @@ public final class Simulation {
             case let .refused(text): note("request refused on \(name(node)): \(text)")
             case let .plan(lines): note("what-if on \(name(node)): \(lines.joined(separator: "; "))")
             }
-        case .stateChanged, .log, .prepareIncoming:
+        case .stateChanged, .log, .prepareIncoming, .stageVM, .unstageVM:
             break
         }
     }

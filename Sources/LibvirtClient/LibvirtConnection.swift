@@ -96,11 +96,44 @@ public final class LibvirtConnection: Sendable {
     }
 
     /// Starts a transient guest from `xml` (`virDomainCreateXML`): it leaves no definition behind
-    /// once it stops.
-    public func createTransient(xml: String) throws(LibvirtError) {
+    /// once it stops. `paused`: QEMU is started but its CPUs are not (`VIR_DOMAIN_START_PAUSED`);
+    /// lock-manager leases are taken only when it is resumed.
+    public func createTransient(xml: String, paused: Bool = false) throws(LibvirtError) {
         try withConnection { connection throws(LibvirtError) in
-            guard let domain = virDomainCreateXML(connection, xml, 0) else { throw .last("virDomainCreateXML") }
+            let flags = paused ? UInt32(VIR_DOMAIN_START_PAUSED.rawValue) : 0
+            guard let domain = virDomainCreateXML(connection, xml, flags) else { throw .last("virDomainCreateXML") }
             virDomainFree(domain)
+        }
+    }
+
+    /// Lets a paused guest's CPUs run (`virDomainResume`).
+    public func resume(_ name: String) throws(LibvirtError) {
+        try withDomain(name) { domain throws(LibvirtError) in
+            guard virDomainResume(domain) == 0 else { throw .last("virDomainResume \(name)") }
+        }
+    }
+
+    /// The running guest's custom metadata element in namespace `uri`, or nil when it has none.
+    public func metadata(of name: String, uri: String) throws(LibvirtError) -> String? {
+        try withDomain(name) { domain throws(LibvirtError) in
+            guard let text = virDomainGetMetadata(domain, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), uri,
+                                                  UInt32(VIR_DOMAIN_AFFECT_LIVE.rawValue)) else {
+                let error = LibvirtError.last("virDomainGetMetadata \(name)")
+                if error.code == Int32(VIR_ERR_NO_DOMAIN_METADATA.rawValue) { return nil }
+                throw error
+            }
+            defer { free(text) }
+            return String(cString: text)
+        }
+    }
+
+    /// Removes the running guest's custom metadata element in namespace `uri`.
+    public func removeMetadata(of name: String, uri: String) throws(LibvirtError) {
+        try withDomain(name) { domain throws(LibvirtError) in
+            guard virDomainSetMetadata(domain, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), nil, nil, uri,
+                                       UInt32(VIR_DOMAIN_AFFECT_LIVE.rawValue)) == 0 else {
+                throw .last("virDomainSetMetadata \(name)")
+            }
         }
     }
 

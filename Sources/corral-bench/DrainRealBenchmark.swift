@@ -6,11 +6,14 @@ import Foundation
 /// `corral-bench drain-real`: drains node1 of a real 3-node libvirt cluster four ways, its link
 /// capped with tc, and measures each drain's makespan and the guests' downtime (DESIGN §4).
 ///
-/// The tuned scheduler needs each node's link rate. corrald never measures it (no agent emits
-/// `linkMeasured`), so it is configured: every corrald gets `--link-mbps` equal to the shaped
-/// rate (via CORRALD_ARGS). Only node1's transmit side is shaped; nodes 2 and 3 are plain veths,
-/// but in a drain of node1 every byte leaves through node1, so min(source, destination) is the
-/// shaped rate either way. `migration.stream-mbps` stays 0 (unknown): the stream cap is the link.
+/// The tuned scheduler needs the sending node's link rate. `--link-source configured` (the
+/// default): every corrald gets `--link-mbps` equal to the shaped rate (via CORRALD_ARGS); only
+/// node1's transmit side is shaped, but in a drain of node1 every byte leaves through node1.
+/// `--link-source measured`: no `--link-mbps`; corrald learns a node's link from migration
+/// progress (the sum of the rates its running migrations report; it only grows), so until a
+/// migration has reported progress the tuned policy falls back to 2 at a time. Either way the
+/// measurement can raise the configured value, so the table prints the caps tuned really gave.
+/// `migration.stream-mbps` stays 0 (unknown): a stream's cap is the link.
 ///
 /// Workload: a diskless guest idles in firmware with its RAM all zero, and QEMU sends zero pages
 /// as a few bytes each: measured, a 128 MiB idle guest's migration sends ~1 MiB, so the link
@@ -30,8 +33,8 @@ enum DrainRealBenchmark {
         Policy(name: "fixed 2", settings: [("migration.auto-tune", "off"), ("migration.max-per-node", "2")]),
         Policy(name: "all at once", settings: [("migration.auto-tune", "off"), ("migration.max-per-node", "0")]),
     ]
-    /// Failback (not timed) runs uncapped, all at once, whatever policy comes next.
-    static let failbackSettings = [("migration.auto-tune", "off"), ("migration.max-per-node", "0")]
+    /// Failback (not timed) runs uncapped, two at a time, whatever policy comes next.
+    static let failbackSettings = [("migration.auto-tune", "off"), ("migration.max-per-node", "2")]
 
     struct Drain {
         var makespan: Double
@@ -63,11 +66,19 @@ enum DrainRealBenchmark {
             FileHandle.standardError.write(Data("corral-bench: --link takes a rate like 200mbit or 1gbit, not \(link)\n".utf8))
             exit(2)
         }
+        let linkSource = options.value("link-source") ?? "configured"
+        guard linkSource == "configured" || linkSource == "measured" else {
+            FileHandle.standardError.write(Data("corral-bench: --link-source takes configured or measured, not \(linkSource)\n".utf8))
+            exit(2)
+        }
         let names = (1...guests).map { "drain\($0)" }
         let started = Date()
-        let extra = ProcessInfo.processInfo.environment["CORRALD_ARGS"].map { $0 + " " } ?? ""
-        setenv("CORRALD_ARGS", extra + "--link-mbps \(megabits)", 1)
-        note(json, "bringing up a 3-node libvirt cluster (id \(RealCluster.id), \(RealCluster.base)), corrald --link-mbps \(megabits)")
+        if linkSource == "configured" {
+            let extra = ProcessInfo.processInfo.environment["CORRALD_ARGS"].map { $0 + " " } ?? ""
+            setenv("CORRALD_ARGS", extra + "--link-mbps \(megabits)", 1)
+        }
+        note(json, "bringing up a 3-node libvirt cluster (id \(RealCluster.id), \(RealCluster.base)), "
+            + (linkSource == "configured" ? "corrald --link-mbps \(megabits)" : "links measured by corrald"))
         let cluster: LocalCluster
         do {
             cluster = try RealCluster.up(nodes: 3, fenceAgent: false, memoryMiB: max(1024, guests * memory + 256))
@@ -113,11 +124,17 @@ enum DrainRealBenchmark {
         } catch {
             print("drain-real failed: \(error)")
             print(cluster.script(["status"]).output)
-            printTable(results, guests: guests, memory: memory, workload: workload, link: link, megabits: megabits, repeats: repeats, json: json, started: started)
+            let diagnostics = RealCluster.diagnostics(cluster)
+            print(diagnostics)
+            if let saveLogs {
+                try? FileManager.default.createDirectory(atPath: saveLogs, withIntermediateDirectories: true)
+                try? diagnostics.write(toFile: saveLogs + "/drain-real-diagnostics.txt", atomically: true, encoding: .utf8)
+            }
+            printTable(results, guests: guests, memory: memory, workload: workload, linkSource: linkSource, link: link, megabits: megabits, repeats: repeats, json: json, started: started)
             RealCluster.down(cluster, saveLogs: saveLogs, label: "drain-real")
             exit(1)
         }
-        printTable(results, guests: guests, memory: memory, workload: workload, link: link, megabits: megabits, repeats: repeats, json: json, started: started)
+        printTable(results, guests: guests, memory: memory, workload: workload, linkSource: linkSource, link: link, megabits: megabits, repeats: repeats, json: json, started: started)
     }
 
     // MARK: steps
@@ -245,7 +262,7 @@ enum DrainRealBenchmark {
         FileHandle.standardError.write(Data("drain-real: \(text)\n".utf8))
     }
 
-    static func printTable(_ results: [String: [Drain]], guests: Int, memory: Int, workload: String, link: String, megabits: Int, repeats: Int, json: Bool, started: Date) {
+    static func printTable(_ results: [String: [Drain]], guests: Int, memory: Int, workload: String, linkSource: String, link: String, megabits: Int, repeats: Int, json: Bool, started: Date) {
         let wall = Date().timeIntervalSince(started)
         func med(_ runs: [Drain], _ f: (Drain) -> Double) -> Double { RealCluster.median(runs.map(f)) ?? 0 }
         if json {
@@ -262,12 +279,17 @@ enum DrainRealBenchmark {
                     + "\"maxDowntimeMs\":\(Int(med(runs) { Double($0.maxDowntimeMs) })),\"failedJobs\":\(runs.map(\.failed).reduce(0, +)),"
                     + "\"runs\":[\(each.joined(separator: ","))]}"
             }
-            print("{\"bench\":\"drain-real\",\"guests\":\(guests),\"memoryMiB\":\(memory),\"workload\":\"\(workload)\",\"link\":\"\(link)\",\"linkMbpsConfigured\":\(megabits),"
+            print("{\"bench\":\"drain-real\",\"guests\":\(guests),\"memoryMiB\":\(memory),\"workload\":\"\(workload)\",\"link\":\"\(link)\",\"linkSource\":\"\(linkSource)\",\"linkMbpsShaped\":\(megabits),"
                 + "\"linkMiBps\":\(Units.mibps(megabits: megabits)),\"repeat\":\(repeats),\"wallSeconds\":\(fmt(wall)),\"policies\":[\(rows.joined(separator: ","))]}")
             return
         }
         print("drain of node1 on a real 3-node libvirt cluster: \(guests) TCG guests × \(memory) MiB (\(workload == "fill" ? "RAM filled with a non-zero pattern, then idle" : "idle in firmware, RAM zero")), node1's link capped at \(link) (tc tbf)")
-        print("tuned knows the link by configuration: corrald --link-mbps \(megabits) (= \(Units.mibps(megabits: megabits)) MiB/s; corrald does not measure links), stream-mbps 0")
+        let shaped = Units.mibps(megabits: megabits)
+        print(linkSource == "configured"
+            ? "tuned knows the link by configuration: corrald --link-mbps \(megabits) (= \(shaped) MiB/s); corrald may raise it from migration progress"
+            : "tuned knows the link only as corrald measures it from migration progress (shaped: \(shaped) MiB/s)")
+        let caps = (results["tuned"] ?? []).map { "[" + $0.bandwidths.map(String.init).joined(separator: ",") + "]" }
+        if !caps.isEmpty { print("caps tuned gave its migrations (MiB/s), per round: " + caps.joined(separator: " ") + "; stream-mbps 0") }
         print(repeats > 1 ? "median of \(repeats) rounds; failed jobs summed over all rounds" : "one round")
         let header = ["policy", "makespan s", "total downtime ms", "max downtime ms", "failed jobs", "jobs", "node1 sent MiB", "avg MiB/s"]
         let widths = [15, 12, 19, 17, 13, 6, 16, 10]

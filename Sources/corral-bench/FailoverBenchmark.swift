@@ -97,6 +97,7 @@ enum FailoverBenchmark {
             } catch {
                 failed = "failover bench failed: \(error)"
                 print(cluster.script(["status"]).output)
+                print(RealCluster.diagnostics(cluster))
             }
             RealCluster.down(cluster, saveLogs: options.value("save-logs"), label: fence ? "failover-fence" : "failover-lease")
             if failed != nil { break }
@@ -170,6 +171,10 @@ enum FailoverBenchmark {
             lines.first { $0.1.contains(" membership [") && $0.1.contains("left [\(victim)]") }?.0
         }.min()
         if membership == nil { problems.append("no membership line without node\(victim) in the survivors' logs") }
+        if let first = logs.flatMap({ $0.1 }).filter({ $0.1.contains(" membership [") && $0.1.contains("left [\(victim)]") }).min(by: { $0.0 < $1.0 }),
+           first.1.contains("agent only") {
+            problems.append("the survivors first saw node\(victim)'s corrald leave alone (\"agent only\": it died before corosync in the kill), \(fmt(first.0.timeIntervalSince(killed))) s from the kill")
+        }
         let coordinator = survivors.min()!
         let coordinatorLines = logs.first { $0.0 == coordinator }!.1
         let syncDone = membership.flatMap { m in coordinatorLines.first { $0.0 >= m && $0.1.contains("state sync done in") }?.0 }

@@ -24,9 +24,13 @@ enum RealCluster {
         if let dir {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for i in 1...cluster.nodes {
-                for name in ["corrald.log", "corosync.log", "libvirtd.log", "watchdog.log"] {
+                var names = ["corrald.log", "corosync.log", "libvirtd.log", "virtlockd.log", "watchdog.log"]
+                let qemuLogs = (try? FileManager.default.contentsOfDirectory(atPath: "\(cluster.base)/n\(i)/libvirt/log/qemu")) ?? []
+                names += qemuLogs.filter { $0.hasSuffix(".log") }.map { "libvirt/log/qemu/" + $0 }
+                for name in names {
                     let text = cluster.file(i, name)
-                    if !text.isEmpty { try? text.write(toFile: "\(dir)/\(label)-n\(i)-\(name)", atomically: true, encoding: .utf8) }
+                    let flat = name.replacingOccurrences(of: "libvirt/log/qemu/", with: "qemu-")
+                    if !text.isEmpty { try? text.write(toFile: "\(dir)/\(label)-n\(i)-\(flat)", atomically: true, encoding: .utf8) }
                 }
             }
         }
@@ -62,6 +66,48 @@ enum RealCluster {
     static func token(_ cluster: LocalCluster, _ i: Int) -> String {
         let out = cluster.exec(i, ["corosync-cmapctl", "-g", "runtime.config.totem.token"]).output
         return out.split(separator: "=").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "?"
+    }
+
+    /// What to look at when the cluster stops making progress: Corral's unfinished migrations,
+    /// whether each libvirtd answers (5 s), and the state and kernel wait channel of every
+    /// libvirtd thread and QEMU process of each node (a hung libvirtd accepts connections but
+    /// answers nothing; a child it forked to exec QEMU can hang before the exec).
+    static func diagnostics(_ cluster: LocalCluster) -> String {
+        var out: [String] = []
+        for i in 1...cluster.nodes {
+            if let r = cluster.status(i, timeoutSeconds: 10) {
+                let open = r.migrations.filter { $0.state == "queued" || $0.state == "running" }
+                out.append("node\(i): corrald answers; unfinished migrations: " + (open.isEmpty ? "none" : open.map {
+                    "#\($0.id) \($0.vm) \($0.from)→\($0.to) \($0.purpose) \($0.state) \($0.percent.map { "\($0)%" } ?? "-") bw \($0.bandwidthMiBps)"
+                }.joined(separator: "; ")))
+            } else {
+                out.append("node\(i): corrald does not answer")
+            }
+            let list = cluster.exec(i, ["timeout", "5", "virsh", "-c", "qemu:///system", "list", "--all"])
+            out.append("node\(i): virsh list --all (5 s) exit \(list.status): " + list.output.split(separator: "\n").joined(separator: " | "))
+            let netns = (try? String(contentsOfFile: "\(cluster.base)/n\(i)/netns-inode", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int.init).filter { pid in
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")) == "net:[\(netns)]"
+            }
+            for pid in pids.sorted() {
+                let comm = ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+                // Every process of the node but Corosync and Corral's own: libvirtd, virtlockd,
+                // QEMU, and a forked child of libvirtd that has not exec'd QEMU yet.
+                guard comm != "corosync" && comm != "corrald" && comm != "timeout" && comm != "virsh" && comm != "nsenter" else { continue }
+                let tasks = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }
+                let threads = tasks.map { tid -> String in
+                    let stat = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8)) ?? ""
+                    let state = stat.components(separatedBy: ") ").last?.prefix(1) ?? "?"
+                    let name = ((try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+                    let wchan = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/wchan", encoding: .utf8)) ?? "?"
+                    return "\(tid) \(name) \(state) \(wchan)"
+                }
+                let cmd = ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").replacingOccurrences(of: "\0", with: " ")
+                let guest = cmd.components(separatedBy: "guest=").dropFirst().first?.split(separator: ",").first.map(String.init) ?? ""
+                out.append("node\(i): \(comm) \(pid) \(guest): " + threads.joined(separator: "; "))
+            }
+        }
+        return out.joined(separator: "\n")
     }
 
     // MARK: corrald logs

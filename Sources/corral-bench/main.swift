@@ -10,7 +10,8 @@ usage: corral-bench drain [--json]      drain five VM mixes four ways in the sim
        corral-bench cluster [--json]    real 3-node Corosync cluster: commands/s, sync, failure detection, memory (root)
        corral-bench chaos [--seed S] [--rounds R] [--nodes N] [--guests G] [--fence-agent] [--json] (see chaos --help)
                                         real 5-node libvirt cluster: seeded fault campaign checked against the hypervisors (root)
-       corral-bench drain-real [--guests N] [--memory MIB] [--link 200mbit] [--workload fill|idle] [--repeat K]
+       corral-bench drain-real [--guests N] [--memory MIB] [--link 200mbit] [--link-source configured|measured]
+                               [--workload fill|idle] [--repeat K]
                                [--save-logs DIR] [--json]
                                         real 3-node libvirt cluster: drain node1 (link capped) tuned, one at a time,
                                         fixed 2 and all at once; makespan and guest downtime (root)

@@ -34,6 +34,45 @@ struct LibvirtHypervisorTests {
         }
     }
 
+    /// A staged guest is paused and reported as nothing; its start resumes that same QEMU
+    /// process (no second one) and drops the staged mark; an unstaged guest is destroyed; and a
+    /// staged guest left by a previous agent is destroyed by the next one's inventory.
+    @Test func stagedGuestIsPausedUntilStartedAndDiscardedOtherwise() async throws {
+        try await LibvirtNodes.with { nodes in
+            let (hypervisor, log) = try await nodes.hypervisor(1)
+            hypervisor.stage(VMSpec(name: "standby", memoryMiB: 64))
+            hypervisor.stage(VMSpec(name: "spare", memoryMiB: 64))
+            hypervisor.stage(VMSpec(name: "leftover", memoryMiB: 64))
+            try await nodes.waitForState(1, "standby", "paused")
+            try await nodes.waitForState(1, "spare", "paused")
+            try await nodes.waitForState(1, "leftover", "paused")
+            #expect(await nodes.runningGuests(1).isEmpty, "staged guests do not run")
+            let staged = try #require(nodes.qemuPID(1, guest: "standby"))
+            // virsh says paused while libvirt still probes the new QEMU; let the creates finish.
+            try await Task.sleep(for: .seconds(1))
+
+            let began = ContinuousClock.now
+            hypervisor.start(VMSpec(name: "standby", memoryMiB: 64), leaseTokens: [], report: log.record)
+            for _ in 0..<2000 where !log.events.contains(.running("standby")) { try await Task.sleep(for: .milliseconds(2)) }
+            print("measured: staged guest start (resume to .running) \(ContinuousClock.now - began)")
+            try await log.wait("standby runs") { $0.contains(.running("standby")) }
+            #expect(nodes.qemuPID(1, guest: "standby") == staged, "the staged QEMU process itself runs")
+            #expect(await nodes.runningGuests(1) == ["standby"])
+            let marked = await nodes.virsh(1, "metadata", "standby", DomainXML.stagedNamespace)
+            #expect(marked.status != 0, "the staged mark is gone once it runs: \(marked.output)")
+
+            hypervisor.unstage("spare")
+            hypervisor.unstage("standby")
+            try await nodes.waitForState(1, "spare", nil)
+            #expect(await nodes.runningGuests(1) == ["standby"], "unstage never touches a guest that runs")
+
+            let (fresh, _) = try await nodes.hypervisor(1)
+            #expect(try await DedicatedThread.run { try fresh.inventory() } == ["standby"])
+            try await nodes.waitForState(1, "leftover", nil)
+            #expect(!log.events.contains { if case .stopped = $0 { true } else { false } }, "staging and discarding report nothing")
+        }
+    }
+
     @Test func startOfABrokenGuestReportsStartFailed() async throws {
         try await LibvirtNodes.with { nodes in
             let (hypervisor, log) = try await nodes.hypervisor(1)
@@ -379,8 +418,21 @@ struct LibvirtNodes {
         await Self.run(["/usr/bin/virsh", "-q", "-c", uri(node)] + arguments)
     }
 
+    /// Waits until virsh gives the guest this state ("paused", "running"), or nil: no such guest.
+    func waitForState(_ node: Int, _ guest: String, _ state: String?, seconds: Double = 30) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        var last = ""
+        while ContinuousClock.now < deadline {
+            let result = await virsh(node, "domstate", guest)
+            last = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            if let state { if result.status == 0 && last == state { return } } else if result.status != 0 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("\(guest) on node\(node): wanted \(state ?? "gone"), last \(last)")
+    }
+
     func runningGuests(_ node: Int) async -> [String] {
-        await virsh(node, "list", "--name").output.split(separator: "\n").map(String.init).sorted()
+        await virsh(node, "list", "--name", "--state-running").output.split(separator: "\n").map(String.init).sorted()
     }
 
     /// The guest's QEMU process, from the pid file libvirt keeps in the node's /run.
