@@ -272,6 +272,9 @@ public final class LibvirtHypervisor: Hypervisor {
     /// unsolicited reports. Our own stops are already `.gone`, so their events say nothing.
     private func apply(_ event: DomainLifecycleEvent) {
         let vm = event.domain
+        // A stop event can arrive after the same name was created again (an unstaged guest
+        // staged anew, a stop followed by a start): it speaks of an incarnation already gone.
+        if case .stopped = event.change, (try? libvirt.domain(named: vm))?.isActive == true { return }
         let report: HypervisorEvent? = state.withLock { state in
             let before = state.guests[vm]
             switch event.change {

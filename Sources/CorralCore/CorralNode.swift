@@ -401,6 +401,9 @@ public struct CorralNode: Sendable {
     /// only when the replicated state starts it here (`startVM`), which still needs the fencing.
     /// Staged guests that the forecast no longer sends here are discarded.
     private mutating func stageFailovers(_ out: inout [Directive]) {
+        // Mid-sync nothing is known yet: keep what is staged (the new membership is the moment
+        // the staging pays off) until the state is agreed again.
+        guard !(quorate && syncing) else { return }
         var wanted: [String: VMSpec] = [:]
         // Only a side that stays a majority without the lost nodes will run their guests.
         let staying = members.filter { !unreachable.contains($0) }.count

@@ -8,6 +8,9 @@ import Foundation
 /// fenced (DESIGN §3 rules 1 and 3). The overlap is proven, not inferred from two separate
 /// answers: the older process is seen alive before and after the younger one, with the same
 /// start time (no PID reuse). Migrations never trigger it: their destination carries `-incoming`.
+/// Nor does failover staging: a staged QEMU is paused and has never run guest code, which shows
+/// as vCPU threads ("CPU 0/TCG") without a single tick of CPU time; only copies whose vCPUs have
+/// run count, on both sides.
 final class ChaosProcessWatch: @unchecked Sendable {
     struct Process: Sendable, Hashable {
         var pid: Int32
@@ -97,8 +100,8 @@ final class ChaosProcessWatch: @unchecked Sendable {
         var seen = Set<String>()
         for (guest, copies) in Dictionary(grouping: processes, by: \.guest) where Set(copies.map(\.node)).count > 1 {
             let ordered = copies.sorted { ($0.start, $0.pid) < ($1.start, $1.pid) }
-            for (k, young) in ordered.enumerated() where !young.incoming {
-                for old in ordered[..<k] where old.node != young.node {
+            for (k, young) in ordered.enumerated() where !young.incoming && Self.guestHasRun(young.pid) {
+                for old in ordered[..<k] where old.node != young.node && Self.guestHasRun(old.pid) {
                     // Both alive at one instant: old alive after young was seen alive.
                     guard Self.alive(young), Self.alive(old) else { continue }
                     let key = "\(guest):\(old.pid)@node\(old.node)+\(young.pid)@node\(young.node)"
@@ -131,6 +134,19 @@ final class ChaosProcessWatch: @unchecked Sendable {
                 open[key] = nil
                 log.event(String(format: "double-start overlap %@ ended: seen in %d scans over %.2f s", key, e.scans, e.last - e.first))
             }
+        }
+    }
+
+    /// Some vCPU thread of the QEMU process has used CPU time: the guest's code has run.
+    static func guestHasRun(_ pid: Int32) -> Bool {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.contains { tid in
+            guard read("/proc/\(pid)/task/\(tid)/comm")?.hasPrefix("CPU ") == true,
+                  let stat = read("/proc/\(pid)/task/\(tid)/stat") else { return false }
+            // Fields after "comm)": state is 3rd, utime 14th and stime 15th of the whole line.
+            let fields = stat.components(separatedBy: ") ").last?.split(separator: " ") ?? []
+            guard fields.count > 12 else { return false }
+            return (UInt64(fields[11]) ?? 0) + (UInt64(fields[12]) ?? 0) > 0
         }
     }
 

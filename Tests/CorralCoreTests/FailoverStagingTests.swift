@@ -49,6 +49,21 @@ import Testing
         #expect(group.nodes[host]?.staged.isEmpty == true)
     }
 
+    /// Staged on the link heartbeat's word, "a" survives the membership change and its state
+    /// sync (the moment it pays off) and is resumed by the start after the fence.
+    @Test func stagedBeforeTheMembershipIsKeptThroughItsSync() {
+        var group = CorralNodeTests.runningGroup()
+        let host = FailoverForecast.placements(group.nodes[2]!.state, losing: [1])["a"] ?? 2
+        group.feed(host, .unreachable([1]))
+        #expect(Self.staged(group, host) == ["a"])
+        group.membership([2, 3], quorate: true)
+        group.membership([1], quorate: false)
+        group.advance(by: 2_700)
+        #expect(Self.staged(group, host) == ["a"], "staged once, never again")
+        #expect(Self.unstaged(group, host).isEmpty)
+        #expect(group.starts(host) == ["a"])
+    }
+
     /// A node that sees a majority unreachable is itself the one cut off: it stages nothing.
     @Test func isolatedNodeStagesNothing() {
         var group = CorralNodeTests.runningGroup()
