@@ -1,7 +1,14 @@
 import Glibc
 
 /// Runs a program to completion and collects its output: posix_spawn plus waitpid, so it
-/// works from any thread and never depends on a run loop or SIGCHLD handling.
+/// works from any thread and never depends on a run loop or SIGCHLD handling. Safe from many
+/// threads at once:
+/// - the output channel is close-on-exec from birth (socketpair SOCK_CLOEXEC; Swift's Glibc has
+///   no pipe2), so a daemon another thread's program starts at the same moment (corosync or
+///   libvirtd left running by `local-cluster start`) cannot inherit the write end and keep
+///   this read from ever seeing EOF;
+/// - the child starts with an empty signal mask and default dispositions, whatever the calling
+///   thread blocks (Dispatch and Swift concurrency threads block almost all signals).
 public enum CommandRunner {
     public struct Result: Sendable {
         public var status: Int32
@@ -12,16 +19,25 @@ public enum CommandRunner {
     /// `environment` entries are added to (or replace) the caller's environment.
     public static func run(_ arguments: [String], environment extra: [String: String] = [:]) -> Result {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return Result(status: 127, output: "pipe failed: errno \(errno)") }
-        // Close-on-exec, so daemons the program starts do not inherit the pipe and keep it open.
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            return Result(status: 127, output: "socketpair failed: errno \(errno)")
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         var env: [String: String] = [:]
         var p = environ
@@ -38,7 +54,7 @@ public enum CommandRunner {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
+        let spawned = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
         close(fds[1])
         guard spawned == 0 else {
             close(fds[0])

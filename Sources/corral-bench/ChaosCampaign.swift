@@ -232,7 +232,7 @@ final class ChaosRun: @unchecked Sendable {
         guests = guestSpecs()
         let disks = guests.flatMap(\.spec.disks)
         for disk in disks {
-            let r = ChaosSpawn.run(["/usr/bin/qemu-img", "create", "-q", "-f", "raw", disk, "8M"])
+            let r = CommandRunner.run(["/usr/bin/qemu-img", "create", "-q", "-f", "raw", disk, "8M"])
             guard r.status == 0 else { throw ClusterError("qemu-img create \(disk): \(r.output)") }
         }
         leases = ChaosLeases(base: options.base, nodes: options.nodes, disks: disks)
@@ -538,13 +538,13 @@ final class ChaosRun: @unchecked Sendable {
         // Not in the cluster's base directory: `down` leaves a directory holding files it did not create.
         let file = NSTemporaryDirectory() + "corral-chaos-\(options.clusterID)-\(getpid())-split.nft"
         try? rules.write(toFile: file, atomically: true, encoding: .utf8)
-        let r = ChaosSpawn.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "-f", file])
+        let r = CommandRunner.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "-f", file])
         try? FileManager.default.removeItem(atPath: file)
         if r.status != 0 { log.event("split failed: \(r.output)") }
     }
 
     private func unsplit() {
-        let r = ChaosSpawn.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "delete", "table", "bridge", "corral_chaos"])
+        let r = CommandRunner.run(["/usr/sbin/ip", "netns", "exec", bridgeNamespace, "/usr/sbin/nft", "delete", "table", "bridge", "corral_chaos"])
         if r.status != 0 { log.event("unsplit failed: \(r.output)") }
     }
 
@@ -592,7 +592,7 @@ final class ChaosRun: @unchecked Sendable {
 
     private func installSignalHandlers() {
         var fds: [Int32] = [0, 0]
-        guard ChaosSpawn.cloexecPair(&fds) else { return }
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else { return }
         chaosSignalWriteFD = fds[1]
         let handler: @convention(c) (Int32) -> Void = { number in
             var byte = UInt8(truncatingIfNeeded: number)

@@ -53,7 +53,7 @@ struct ChaosHypervisors: Sendable {
     func domains(_ i: Int) -> [String: String]? {
         let socket = "\(base)/n\(i)/run/libvirt/libvirt-sock"
         guard FileManager.default.fileExists(atPath: socket) else { return nil }
-        let result = ChaosSpawn.run(["/usr/bin/timeout", "-k", "2", "5", "/usr/bin/virsh", "-q", "-c", "qemu:///system?socket=\(socket)", "list"])
+        let result = CommandRunner.run(["/usr/bin/timeout", "-k", "2", "5", "/usr/bin/virsh", "-q", "-c", "qemu:///system?socket=\(socket)", "list"])
         guard result.status == 0 else { return nil }
         var out: [String: String] = [:]
         for line in result.output.split(separator: "\n") {
@@ -101,7 +101,7 @@ struct ChaosLeases: Sendable {
         self.nodes = nodes
         var files: [String: String] = [:]
         for disk in disks {
-            let hash = ChaosSpawn.run(["/bin/sh", "-c", "printf %s \"$1\" | /usr/bin/sha256sum", "_", disk]).output
+            let hash = CommandRunner.run(["/bin/sh", "-c", "printf %s \"$1\" | /usr/bin/sha256sum", "_", disk]).output
             if let digest = hash.split(separator: " ").first { files[disk] = "\(base)/shared/lockspace/\(digest)" }
         }
         lockspaceFiles = files
