@@ -231,10 +231,12 @@ public final class LibvirtHypervisor: Hypervisor {
             return report(.migrationFailed(job: job, reason: error.message))
         }
         let libvirt = self.libvirt
+        let rate = TransferRate()
         let poller = ProgressPoller {
             // Until the destination QEMU is up (~1 s under TCG) the job has no figures yet.
             guard let stats = try? libvirt.jobStats(vm), stats.type.isRunning, stats.dataTotal > 0 else { return }
-            report(.migrationProgress(job: job, MigrationProgress(stats)))
+            let sending = rate.add(elapsedMs: stats.timeElapsedMs, transferred: stats.dataProcessed)
+            report(.migrationProgress(job: job, MigrationProgress(stats, rateMiBps: sending)))
         }
         let parameters = MigrationParameters(bandwidthMiBps: Self.libvirtCap(bandwidth))
         let outcome = Result { () throws(LibvirtError) in
@@ -487,11 +489,11 @@ private final class ProgressPoller: Sendable {
 
 private extension MigrationProgress {
     /// Sizes rounded up (a last partial MiB still remains), rates to the nearest MiB/s.
-    init(_ stats: JobStats) {
+    init(_ stats: JobStats, rateMiBps: Int) {
         let mebibyte: UInt64 = 1 << 20
         self.init(totalMiB: Int((stats.dataTotal + mebibyte - 1) / mebibyte),
                   remainingMiB: Int((stats.dataRemaining + mebibyte - 1) / mebibyte),
-                  rateMiBps: Int((stats.memoryBps + mebibyte / 2) / mebibyte),
+                  rateMiBps: rateMiBps,
                   dirtyRateMiBps: Int((stats.memoryDirtyBytesPerSecond + mebibyte / 2) / mebibyte))
     }
 }

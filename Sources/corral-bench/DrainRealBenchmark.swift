@@ -22,6 +22,9 @@ import Foundation
 /// 1 MiB below the top with a non-zero pattern and halts: each migration then sends about the
 /// guest's memory (measured 132 MiB for 128 MiB) and dirties nothing while it runs.
 enum DrainRealBenchmark {
+    /// `loop` iterations between two dirtied pages in `--workload dirty`.
+    static let defaultDirtyDelay: UInt32 = 1_000_000
+
     struct Policy {
         var name: String
         var settings: [(String, String)]
@@ -45,6 +48,8 @@ enum DrainRealBenchmark {
         var maxDowntimeMs: Int
         /// Highest sum of the reported rates of this drain's running migrations (MiB/s).
         var peakRateMiBps: Int
+        /// Highest dirty rate a running migration of this drain reported (MiB/s).
+        var peakDirtyMiBps: Int
         var bandwidths: [Int]
         /// Bytes node1 transmitted during the drain (its veth's counter), MiB.
         var sentMiB: Double
@@ -58,10 +63,11 @@ enum DrainRealBenchmark {
         let repeats = options.int("repeat", default: 1)
         let link = options.value("link") ?? "200mbit"
         let workload = options.value("workload") ?? "fill"
-        guard workload == "fill" || workload == "idle" else {
-            FileHandle.standardError.write(Data("corral-bench: --workload takes fill or idle, not \(workload)\n".utf8))
+        guard ["fill", "idle", "dirty"].contains(workload) else {
+            FileHandle.standardError.write(Data("corral-bench: --workload takes fill, idle or dirty, not \(workload)\n".utf8))
             exit(2)
         }
+        let dirtyDelay = UInt32(options.int("dirty-delay", default: Int(defaultDirtyDelay), min: 1))
         guard let megabits = megabits(link) else {
             FileHandle.standardError.write(Data("corral-bench: --link takes a rate like 200mbit or 1gbit, not \(link)\n".utf8))
             exit(2)
@@ -94,9 +100,10 @@ enum DrainRealBenchmark {
             let shared = cluster.script(["shared-dir"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
             for name in names {
                 var disks: [String] = []
-                if workload == "fill" {
+                if workload != "idle" {
                     let path = "\(shared)/\(name).img"
-                    guard FileManager.default.createFile(atPath: path, contents: fillDisk(memoryMiB: memory)) else {
+                    let disk = fillDisk(memoryMiB: memory, dirtyDelay: workload == "dirty" ? dirtyDelay : nil)
+                    guard FileManager.default.createFile(atPath: path, contents: disk) else {
                         throw ClusterError("cannot write \(path)")
                     }
                     disks = [path]
@@ -117,7 +124,7 @@ enum DrainRealBenchmark {
                     let drain = try drainNode1(cluster, names)
                     results[policy.name, default: []].append(drain)
                     note(json, "round \(round) \(policy.name): \(fmt(drain.makespan)) s, \(drain.succeeded)/\(drain.jobs) jobs ok, downtime \(drain.totalDowntimeMs) ms"
-                        + " (max \(drain.maxDowntimeMs)), node1 sent \(fmt(drain.sentMiB)) MiB, peak reported \(drain.peakRateMiBps) MiB/s, caps \(drain.bandwidths)"
+                        + " (max \(drain.maxDowntimeMs)), node1 sent \(fmt(drain.sentMiB)) MiB, peak reported \(drain.peakRateMiBps) MiB/s, peak dirty rate \(drain.peakDirtyMiBps) MiB/s, caps \(drain.bandwidths)"
                         + (drain.problems.isEmpty ? "" : "; PROBLEMS: " + drain.problems.joined(separator: "; ")))
                 }
             }
@@ -155,6 +162,7 @@ enum DrainRealBenchmark {
     static func drainNode1(_ cluster: LocalCluster, _ names: [String]) throws(ClusterError) -> Drain {
         let before = cluster.status(1)?.migrations.map(\.id).max() ?? 0
         var peak = 0
+        var dirty = 0
         let sentBefore = transmittedBytes(cluster, 1)
         let start = Date()
         try RealCluster.operate(cluster, 1, .drainNode("node1"))
@@ -167,6 +175,7 @@ enum DrainRealBenchmark {
             let now = Date()
             let rate = r.migrations.filter { $0.id > before && $0.purpose == "drain" && $0.state == "running" }.compactMap(\.rateMiBps).reduce(0, +)
             peak = max(peak, rate)
+            dirty = max(dirty, r.migrations.filter { $0.id > before && $0.state == "running" }.compactMap(\.dirtyRateMiBps).max() ?? 0)
             switch node1.state {
             case "drained": end = now; return true
             case "draining": return false
@@ -191,7 +200,7 @@ enum DrainRealBenchmark {
         return Drain(makespan: end.timeIntervalSince(start), jobs: jobs.count, succeeded: ok.count,
                      failed: jobs.filter { $0.state == "failed" }.count,
                      totalDowntimeMs: ok.map(\.downtimeMs).reduce(0, +), maxDowntimeMs: ok.map(\.downtimeMs).max() ?? 0,
-                     peakRateMiBps: peak, bandwidths: jobs.map(\.bandwidthMiBps), sentMiB: sent, problems: problems)
+                     peakRateMiBps: peak, peakDirtyMiBps: dirty, bandwidths: jobs.map(\.bandwidthMiBps), sentMiB: sent, problems: problems)
     }
 
     /// Bytes node `i` has sent on its veth vI (/proc/net/dev inside the node: its own netns).
@@ -203,25 +212,39 @@ enum DrainRealBenchmark {
     }
 
     /// A 1 MiB raw disk whose boot sector (x86, hand-assembled) switches to 32-bit protected
-    /// mode, fills RAM from 1 MiB to 1 MiB below `memoryMiB` with 0xA5A5A5A5 and halts with
-    /// interrupts off. Listing (org 0x7C00):
+    /// mode and fills RAM from 1 MiB to 1 MiB below `memoryMiB` with 0xA5A5A5A5. Then, with
+    /// `dirtyDelay` nil, it halts with interrupts off; otherwise it keeps writing one dword per
+    /// 4 KiB page, page after page over that range and round again, spinning `dirtyDelay`
+    /// `loop` iterations between pages: a guest that dirties distinct pages at a steady rate
+    /// (the pre-copy model's D; libvirt's job stats report what it really is). Listing (org 0x7C00):
     ///   cli; xor ax,ax; mov ds,ax; mov ss,ax; mov sp,0x7C00; in al,0x92; or al,2; out 0x92,al
-    ///   lgdt [0x7C60]; mov eax,cr0; or al,1; mov cr0,eax; jmp 0x08:0x7C22
+    ///   lgdt [0x7D18]; mov eax,cr0; or al,1; mov cr0,eax; jmp 0x08:0x7C22
     ///   0x7C22 (32-bit): mov ax,0x10; mov ds/es/ss,ax; mov edi,0x100000; mov ecx,COUNT
-    ///   mov eax,0xA5A5A5A5; cld; rep stosd; 0x7C3E: cli; hlt; jmp 0x7C3E
-    ///   0x7C48 GDT: null, code 0x00CF9A000000FFFF, data 0x00CF92000000FFFF; 0x7C60: dw 23, dd 0x7C48
-    static func fillDisk(memoryMiB: Int) -> Data {
+    ///   mov eax,0xA5A5A5A5; cld; rep stosd
+    ///   halting:  0x7C3E: cli; hlt; jmp 0x7C3E
+    ///   dirtying: 0x7C3E: mov edi,0x100000; 0x7C43: mov [edi],eax; add edi,0x1000; cmp edi,TOP
+    ///             jb 0x7C58; mov edi,0x100000; 0x7C58: mov ecx,DELAY; loop $; inc eax; jmp 0x7C43
+    ///   0x7D00 GDT: null, code 0x00CF9A000000FFFF, data 0x00CF92000000FFFF; 0x7D18: dw 23, dd 0x7D00
+    static func fillDisk(memoryMiB: Int, dirtyDelay: UInt32? = nil) -> Data {
         var sector: [UInt8] = [
             0xFA, 0x31, 0xC0, 0x8E, 0xD8, 0x8E, 0xD0, 0xBC, 0x00, 0x7C, 0xE4, 0x92, 0x0C, 0x02, 0xE6, 0x92,
-            0x0F, 0x01, 0x16, 0x60, 0x7C, 0x0F, 0x20, 0xC0, 0x0C, 0x01, 0x0F, 0x22, 0xC0, 0xEA, 0x22, 0x7C,
+            0x0F, 0x01, 0x16, 0x18, 0x7D, 0x0F, 0x20, 0xC0, 0x0C, 0x01, 0x0F, 0x22, 0xC0, 0xEA, 0x22, 0x7C,
             0x08, 0x00, 0x66, 0xB8, 0x10, 0x00, 0x8E, 0xD8, 0x8E, 0xC0, 0x8E, 0xD0, 0xBF, 0x00, 0x00, 0x10,
-            0x00, 0xB9, 0x00, 0x00, 0x00, 0x00, 0xB8, 0xA5, 0xA5, 0xA5, 0xA5, 0xFC, 0xF3, 0xAB, 0xFA, 0xF4,
-            0xEB, 0xFC, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-            0xFF, 0xFF, 0x00, 0x00, 0x00, 0x9A, 0xCF, 0x00, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x92, 0xCF, 0x00,
-            0x17, 0x00, 0x48, 0x7C, 0x00, 0x00,
+            0x00, 0xB9, 0x00, 0x00, 0x00, 0x00, 0xB8, 0xA5, 0xA5, 0xA5, 0xA5, 0xFC, 0xF3, 0xAB,
         ]
+        func le(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }
         let count = UInt32(max(0, memoryMiB - 2) * 1_048_576 / 4)
-        for k in 0..<4 { sector[0x32 + k] = UInt8(truncatingIfNeeded: count >> (8 * UInt32(k))) }
+        sector.replaceSubrange(0x32..<0x36, with: le(count))
+        if let dirtyDelay {
+            let top = 0x100000 + count * 4
+            sector += [0xBF, 0x00, 0x00, 0x10, 0x00, 0x89, 0x07, 0x81, 0xC7, 0x00, 0x10, 0x00, 0x00, 0x81, 0xFF] + le(top)
+                + [0x72, 0x05, 0xBF, 0x00, 0x00, 0x10, 0x00, 0xB9] + le(max(1, dirtyDelay)) + [0xE2, 0xFE, 0x40, 0xEB, 0xE1]
+        } else {
+            sector += [0xFA, 0xF4, 0xEB, 0xFC]
+        }
+        sector += [UInt8](repeating: 0x90, count: 0x100 - sector.count)
+        sector += [0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0, 0, 0x9A, 0xCF, 0, 0xFF, 0xFF, 0, 0, 0, 0x92, 0xCF, 0]
+        sector += [0x17, 0x00, 0x00, 0x7D, 0x00, 0x00]
         sector += [UInt8](repeating: 0, count: 510 - sector.count) + [0x55, 0xAA]
         return Data(sector + [UInt8](repeating: 0, count: 1_048_576 - 512))
     }
@@ -270,7 +293,7 @@ enum DrainRealBenchmark {
                 guard let runs = results[p.name], !runs.isEmpty else { return nil }
                 let each = runs.map { d in
                     "{\"makespanSeconds\":\(fmt(d.makespan)),\"jobs\":\(d.jobs),\"succeeded\":\(d.succeeded),\"failed\":\(d.failed),"
-                        + "\"totalDowntimeMs\":\(d.totalDowntimeMs),\"maxDowntimeMs\":\(d.maxDowntimeMs),\"peakRateMiBps\":\(d.peakRateMiBps),\"sentMiB\":\(fmt(d.sentMiB)),"
+                        + "\"totalDowntimeMs\":\(d.totalDowntimeMs),\"maxDowntimeMs\":\(d.maxDowntimeMs),\"peakRateMiBps\":\(d.peakRateMiBps),\"peakDirtyMiBps\":\(d.peakDirtyMiBps),\"sentMiB\":\(fmt(d.sentMiB)),"
                         + "\"bandwidthCapsMiBps\":[\(d.bandwidths.map(String.init).joined(separator: ","))],"
                         + "\"problems\":[\(d.problems.map { "\"\(escape($0))\"" }.joined(separator: ","))]}"
                 }
@@ -283,7 +306,7 @@ enum DrainRealBenchmark {
                 + "\"linkMiBps\":\(Units.mibps(megabits: megabits)),\"repeat\":\(repeats),\"wallSeconds\":\(fmt(wall)),\"policies\":[\(rows.joined(separator: ","))]}")
             return
         }
-        print("drain of node1 on a real 3-node libvirt cluster: \(guests) TCG guests × \(memory) MiB (\(workload == "fill" ? "RAM filled with a non-zero pattern, then idle" : "idle in firmware, RAM zero")), node1's link capped at \(link) (tc tbf)")
+        print("drain of node1 on a real 3-node libvirt cluster: \(guests) TCG guests × \(memory) MiB (\(["fill": "RAM filled with a non-zero pattern, then idle", "idle": "idle in firmware, RAM zero", "dirty": "RAM filled, then one page dirtied every --dirty-delay loop iterations, round and round"][workload]!)), node1's link capped at \(link) (tc tbf)")
         let shaped = Units.mibps(megabits: megabits)
         print(linkSource == "configured"
             ? "tuned knows the link by configuration: corrald --link-mbps \(megabits) (= \(shaped) MiB/s); corrald may raise it from migration progress"
@@ -291,15 +314,15 @@ enum DrainRealBenchmark {
         let caps = (results["tuned"] ?? []).map { "[" + $0.bandwidths.map(String.init).joined(separator: ",") + "]" }
         if !caps.isEmpty { print("caps tuned gave its migrations (MiB/s), per round: " + caps.joined(separator: " ") + "; stream-mbps 0") }
         print(repeats > 1 ? "median of \(repeats) rounds; failed jobs summed over all rounds" : "one round")
-        let header = ["policy", "makespan s", "total downtime ms", "max downtime ms", "failed jobs", "jobs", "node1 sent MiB", "avg MiB/s"]
-        let widths = [15, 12, 19, 17, 13, 6, 16, 10]
+        let header = ["policy", "makespan s", "total downtime ms", "max downtime ms", "failed jobs", "jobs", "node1 sent MiB", "avg MiB/s", "peak dirty MiB/s"]
+        let widths = [15, 12, 19, 17, 13, 6, 16, 11, 16]
         print(zip(header, widths).map { RealCluster.pad($0, $1) }.joined())
         for p in policies {
             guard let runs = results[p.name], !runs.isEmpty else { continue }
             let cells = [p.name, fmt(med(runs) { $0.makespan }), "\(Int(med(runs) { Double($0.totalDowntimeMs) }))",
                          "\(Int(med(runs) { Double($0.maxDowntimeMs) }))", "\(runs.map(\.failed).reduce(0, +))",
                          "\(runs.map(\.jobs).reduce(0, +) / runs.count)", "\(Int(med(runs) { $0.sentMiB }))",
-                         fmt(med(runs) { $0.sentMiB / max($0.makespan, 0.001) })]
+                         fmt(med(runs) { $0.sentMiB / max($0.makespan, 0.001) }), "\(Int(med(runs) { Double($0.peakDirtyMiBps) }))"]
             print(zip(cells, widths).map { RealCluster.pad($0, $1) }.joined())
         }
         let problems = policies.flatMap { p in (results[p.name] ?? []).flatMap { d in d.problems.map { "\(p.name): \($0)" } } }
