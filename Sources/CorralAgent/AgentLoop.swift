@@ -311,6 +311,7 @@ public final class AgentLoop: @unchecked Sendable {
         case let .startFailed(vm, reason): "\(vm) failed to start: \(reason)"
         case let .migrationCompleted(job, vm, downtime): "migration \(job) of \(vm) completed, downtime \(downtime) ms"
         case let .migrationFailed(job, reason): "migration \(job) failed: \(reason)"
+        case let .migrationOverhead(ms): "a migration from here spent \(ms) ms in set-up and switch-over"
         case .migrationProgress, .inventory: nil
         }
     }

@@ -239,14 +239,23 @@ public final class LibvirtHypervisor: Hypervisor {
             report(.migrationProgress(job: job, MigrationProgress(stats, rateMiBps: sending)))
         }
         let parameters = MigrationParameters(bandwidthMiBps: Self.libvirtCap(bandwidth))
+        let began = ContinuousClock.now
         let outcome = Result { () throws(LibvirtError) in
             try migrating.migrate(vm, to: destinationURI, parameters: parameters, flags: flags)
         }
+        let wall = ContinuousClock.now - began
         poller.stop()
         switch outcome {
         case .success:
             record(vm, .gone)
             let downtime = migration.completedStats(waitingAtMost: .seconds(2))?.downtimeMs ?? 0
+            // What set-up and switch-over cost, for the scheduler's start-ahead; only when the
+            // transfer was watched long enough to tell.
+            let span = Int(rate.transferSpanMs)
+            if span >= 1_000 {
+                let wallMs = Int(wall.components.seconds) * 1000 + Int(wall.components.attoseconds / 1_000_000_000_000_000)
+                report(.migrationOverhead(ms: max(0, wallMs - span)))
+            }
             report(.migrationCompleted(job: job, vm: vm, downtimeMs: Int(downtime)))
         case let .failure(error):
             report(.migrationFailed(job: job, reason: error.message))

@@ -9,12 +9,26 @@ import Synchronization
 final class TransferRate: Sendable {
     private let samples = Mutex<[(ms: UInt64, bytes: UInt64)]>([])
     private let skipped = Mutex(false)
+    /// Job-elapsed times of the first and the last sample at which the transferred bytes grew.
+    private let growth = Mutex<(first: UInt64?, last: UInt64?, bytes: UInt64)>((nil, nil, 0))
+
+    /// How long the job was seen moving bytes (ms): its run time minus this is set-up and
+    /// switch-over, which send nothing.
+    var transferSpanMs: UInt64 {
+        growth.withLock { g in g.first.flatMap { first in g.last.map { $0 - first } } ?? 0 }
+    }
 
     static let windowMs: UInt64 = 2_000
     static let minimumSpanMs: UInt64 = 900
 
     /// Adds a sample (the job's elapsed time and transferred bytes); returns the rate in MiB/s.
     func add(elapsedMs: UInt64, transferred: UInt64) -> Int {
+        growth.withLock { g in
+            guard transferred > g.bytes else { return }
+            if g.first == nil { g.first = elapsedMs }
+            g.last = elapsedMs
+            g.bytes = transferred
+        }
         let first = skipped.withLock { seen in
             defer { seen = true }
             return !seen

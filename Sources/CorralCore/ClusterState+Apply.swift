@@ -65,6 +65,12 @@ extension ClusterState {
             guard vms[name] != nil else { return .refused("no VM named \(name)") }
             vms[name]!.dirtyRateMiBps = max(0, rate)
             return .applied
+        case let .migrationOverheadMeasured(ms):
+            // Halfway towards each measurement: one slow start does not swing it.
+            let setup = min(10_000, max(100, (settings.migration.setupMs + ms + 1) / 2))
+            guard setup != settings.migration.setupMs else { return .refused("migration set-up time unchanged") }
+            settings.migration.setupMs = setup
+            return .applied
         case let .linkMeasured(id, link, stream):
             guard nodes[id] != nil else { return .refused("unknown node \(id)") }
             nodes[id]!.linkMiBps = max(0, link)

@@ -39,6 +39,8 @@ public enum Command: Codable, Sendable, Equatable {
     case migrationFailed(job: Int, reason: String)
     case dirtyRateMeasured(vm: String, MiBps: Int)
     case linkMeasured(node: NodeID, linkMiBps: Int, streamMiBps: Int)
+    /// A real migration's set-up and switch-over time, folded into `migration.setupMs`.
+    case migrationOverheadMeasured(ms: Int)
 }
 
 /// What applying a command did. A refusal changes nothing and says why.

@@ -322,6 +322,8 @@ public struct CorralNode: Sendable {
         case let .migrationFailed(job, reason):
             issuedMigrations[job] = nil
             failedMigrations[job] = reason
+        case let .migrationOverhead(ms):
+            if canAct { send(.command(.migrationOverheadMeasured(ms: ms)), &out) }
         }
     }
 

@@ -60,6 +60,9 @@ public enum HypervisorEvent: Sendable, Equatable {
     /// Switchover done: the VM left this node for the destination.
     case migrationCompleted(job: Int, vm: String, downtimeMs: Int)
     case migrationFailed(job: Int, reason: String)
+    /// A finished migration from here spent this long (ms) not sending: set-up (the destination's
+    /// QEMU, the connection) plus switch-over.
+    case migrationOverhead(ms: Int)
     /// Everything running here (at start-up, to reconcile).
     case inventory([String])
 }

@@ -142,4 +142,20 @@ import Testing
         state.must(.startMigration(job: state.activeJob(for: "m0")!.id, bandwidthMiBps: 100))
         #expect(Self.starts(MigrationScheduler.decide(state), state).count == 2)
     }
+
+    /// A measured set-up and switch-over time moves `setupMs` halfway towards it, within
+    /// 100–10,000 ms; an unchanged figure is refused (no new state version).
+    @Test func measuredOverheadMovesTheStartAhead() {
+        var state = cluster("n1:8192 n2:8192")
+        #expect(state.settings.migration.setupMs == 500)
+        state.must(.migrationOverheadMeasured(ms: 2_500))
+        #expect(state.settings.migration.setupMs == 1_500)
+        state.must(.migrationOverheadMeasured(ms: 100_000))
+        #expect(state.settings.migration.setupMs == 10_000)
+        state.must(.migrationOverheadMeasured(ms: 0))
+        #expect(state.settings.migration.setupMs == 5_000)
+        var settled = state
+        settled.settings.migration.setupMs = 100
+        #expect(settled.refusal(of: .migrationOverheadMeasured(ms: 0)) == "migration set-up time unchanged")
+    }
 }
