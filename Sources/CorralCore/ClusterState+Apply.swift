@@ -53,11 +53,12 @@ extension ClusterState {
             job.progress = progress
             jobs[id] = job
             if progress.dirtyRateMiBps > 0 { vms[job.vm]?.dirtyRateMiBps = progress.dirtyRateMiBps }
-            // The source's link carries at least what its migrations send together right now:
-            // the measured link only grows (an unmeasured link starts at 0 = unknown).
+            // An unconfigured link carries at least what its migrations send together right
+            // now: the measured link only grows (it starts at 0 = unknown). A configured one
+            // is the operator's word.
             let sending = jobs.values.filter { $0.source == job.source && $0.state == .running }
                 .reduce(0) { $0 + ($1.progress?.rateMiBps ?? 0) }
-            if let link = nodes[job.source]?.linkMiBps, sending > link { nodes[job.source]!.linkMiBps = sending }
+            if let node = nodes[job.source], !node.linkConfigured, sending > node.linkMiBps { nodes[job.source]!.linkMiBps = sending }
             return .applied
         case let .migrationFinished(id, downtime): return migrationFinished(id, downtimeMs: downtime)
         case let .migrationFailed(id, reason): return migrationFailed(id, reason: reason)
@@ -204,7 +205,10 @@ extension ClusterState {
         var node = nodes[spec.id] ?? Node(id: spec.id, name: spec.name, capacity: spec.capacity)
         node.name = spec.name
         node.capacity = spec.capacity
-        if spec.linkMiBps > 0 { node.linkMiBps = spec.linkMiBps }
+        if spec.linkMiBps > 0 {
+            node.linkMiBps = spec.linkMiBps
+            node.linkConfigured = true
+        }
         nodes[spec.id] = node
         return .applied
     }

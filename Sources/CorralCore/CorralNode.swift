@@ -174,7 +174,8 @@ public struct CorralNode: Sendable {
             leftAt[node.id] = max(leftAt[node.id] ?? now, quorateSince ?? now)
         }
         out.append(.stateChanged)
-        if state.nodes[id].map({ $0.name != spec.name || $0.capacity != spec.capacity || $0.linkMiBps < spec.linkMiBps }) ?? true {
+        if state.nodes[id].map({ $0.name != spec.name || $0.capacity != spec.capacity
+            || (spec.linkMiBps > 0 && ($0.linkMiBps != spec.linkMiBps || !$0.linkConfigured)) }) ?? true {
             send(.command(.registerNode(spec)), &out)
         }
         sendHeartbeat(&out)

@@ -28,8 +28,11 @@ public struct Node: Codable, Sendable, Equatable {
     public var capacity: Capacity
     public var health: NodeHealth
     public var admin: NodeAdmin
-    /// Measured link bandwidth (MiB/s) of this node's migration network; 0 until measured.
+    /// Link bandwidth (MiB/s) of this node's migration network; 0 until configured or measured.
     public var linkMiBps: Int
+    /// The link came from the node's own configuration (`corrald --link-mbps`): migration
+    /// rates never raise it (they overshoot a shaped link: see migrations.md).
+    public var linkConfigured: Bool
     /// Why the last drain of this node stopped, one line per VM; empty when it did not fail.
     public var drainFailures: [String]
     /// Jobs numbered from here on belong to the current drain (counts its failed attempts).
@@ -42,6 +45,7 @@ public struct Node: Codable, Sendable, Equatable {
         self.health = .up
         self.admin = .active
         self.linkMiBps = linkMiBps
+        self.linkConfigured = false
         self.drainFailures = []
         self.drainFirstJob = 0
     }
@@ -63,6 +67,40 @@ public struct Node: Codable, Sendable, Equatable {
 
     /// New VMs (placement, failover, migration targets) may go here.
     public var acceptsVMs: Bool { health == .up && admin == .active }
+}
+
+extension Node {
+    enum CodingKeys: String, CodingKey {
+        case id, name, capacity, health, admin, linkMiBps, linkConfigured, drainFailures, drainFirstJob
+    }
+
+    /// `linkConfigured` is written only when true, so states without it keep their bytes
+    /// and digests, and state files from before it still load.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(name, forKey: .name)
+        try c.encode(capacity, forKey: .capacity)
+        try c.encode(health, forKey: .health)
+        try c.encode(admin, forKey: .admin)
+        try c.encode(linkMiBps, forKey: .linkMiBps)
+        if linkConfigured { try c.encode(true, forKey: .linkConfigured) }
+        try c.encode(drainFailures, forKey: .drainFailures)
+        try c.encode(drainFirstJob, forKey: .drainFirstJob)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(NodeID.self, forKey: .id)
+        name = try c.decode(String.self, forKey: .name)
+        capacity = try c.decode(Capacity.self, forKey: .capacity)
+        health = try c.decode(NodeHealth.self, forKey: .health)
+        admin = try c.decode(NodeAdmin.self, forKey: .admin)
+        linkMiBps = try c.decode(Int.self, forKey: .linkMiBps)
+        linkConfigured = try c.decodeIfPresent(Bool.self, forKey: .linkConfigured) ?? false
+        drainFailures = try c.decode([String].self, forKey: .drainFailures)
+        drainFirstJob = try c.decode(Int.self, forKey: .drainFirstJob)
+    }
 }
 
 /// What a node announces about itself when it joins.

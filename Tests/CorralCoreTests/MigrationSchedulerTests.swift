@@ -158,4 +158,19 @@ import Testing
         settled.settings.migration.setupMs = 100
         #expect(settled.refusal(of: .migrationOverheadMeasured(ms: 0)) == "migration set-up time unchanged")
     }
+
+    /// Progress raises an unconfigured link to what its migrations send together, never a
+    /// link the node configured (rates overshoot a shaped link).
+    @Test(arguments: [0, 20])
+    func progressRaisesOnlyAnUnconfiguredLink(configured: Int) {
+        var state = cluster("n1:8192 n2:8192")
+        if configured > 0 {
+            state.must(.registerNode(NodeSpec(id: state.id("n1"), name: "n1", capacity: state.nodes[state.id("n1")]!.capacity, linkMiBps: configured)))
+        }
+        state.run(vm("a", 512), on: "n1")
+        let job = state.migrate("a", to: "n2")
+        state.must(.migrationProgress(job: job, MigrationProgress(totalMiB: 512, remainingMiB: 400, rateMiBps: 38, dirtyRateMiBps: 0)))
+        #expect(state.nodes[state.id("n1")]?.linkMiBps == (configured > 0 ? configured : 38))
+        #expect(state.nodes[state.id("n1")]?.linkConfigured == (configured > 0))
+    }
 }
