@@ -403,6 +403,9 @@ public struct CorralNode: Sendable {
     /// 0.35 s of CPU, mostly QEMU's CPU model probing). A staged guest has never run and runs
     /// only when the replicated state starts it here (`startVM`), which still needs the fencing.
     /// Staged guests that the forecast no longer sends here are discarded.
+    /// How long a quorate membership must have held before this node stages anything.
+    public static let stagingSettleMs: Millis = 2_000
+
     private mutating func stageFailovers(_ out: inout [Directive]) {
         // Mid-sync nothing is known yet: keep what is staged (the new membership is the moment
         // the staging pays off) until the state is agreed again.
@@ -414,8 +417,12 @@ public struct CorralNode: Sendable {
             let lost = Set(state.sortedNodes.filter { node in
                 node.id != id && (node.health == .fencing || (node.health == .up && unreachable.contains(node.id)))
             }.map(\.id))
+            // Guests with disks are not staged: QEMU locks its images when it opens them, so a
+            // staged copy would block the real start of the guest anywhere else until it is
+            // discarded (found by Deploy/chaos), and the lost node's own copy, if it still
+            // runs, holds those locks anyway.
             for (vm, node) in FailoverForecast.placements(state, losing: lost) where node == id {
-                if let spec = state.vms[vm]?.spec { wanted[vm] = spec }
+                if let spec = state.vms[vm]?.spec, spec.disks.isEmpty { wanted[vm] = spec }
             }
         }
         for vm in staged.sorted() where wanted[vm] == nil {
@@ -425,6 +432,9 @@ public struct CorralNode: Sendable {
             staged.remove(vm)
             out.append(.unstageVM(vm))
         }
+        // A cluster that has just formed (nodes restarting, links coming up one by one) makes
+        // the forecast flap: stage only from a membership that has held for a while.
+        guard let since = quorateSince, now - since >= Self.stagingSettleMs else { return }
         for (vm, spec) in wanted.sorted(by: { $0.key < $1.key }) where !staged.contains(vm) && !localVMs.contains(vm) {
             staged.insert(vm)
             out.append(.log("staging \(vm) paused here: \(state.nodeName(state.vms[vm]?.node)) is lost and not fenced yet"))

@@ -13,10 +13,43 @@ import Testing
         (group.directives[node] ?? []).compactMap { if case let .unstageVM(vm) = $0 { vm } else { nil } }
     }
 
+    /// The running group of `CorralNodeTests` after its membership has held for the settle time.
+    static func settledGroup() -> Group {
+        var group = CorralNodeTests.runningGroup()
+        group.advance(by: CorralNode.stagingSettleMs)
+        return group
+    }
+
+    /// A membership younger than the settle time stages nothing (a cluster still forming
+    /// makes the forecast flap); the same membership a moment later does.
+    @Test func freshMembershipStagesNothingUntilSettled() {
+        var group = CorralNodeTests.runningGroup()
+        let host = FailoverForecast.placements(group.nodes[2]!.state, losing: [1])["a"] ?? 2
+        group.feed(host, .unreachable([1]))
+        #expect(Self.staged(group, host).isEmpty)
+        group.advance(by: CorralNode.stagingSettleMs)
+        #expect(Self.staged(group, host) == ["a"])
+    }
+
+    /// A guest with disks is never staged: QEMU would lock its images and block its real start.
+    @Test func guestsWithDisksAreNotStaged() {
+        var settings = ClusterSettings()
+        settings.recovery = RecoverySettings(leaseMs: 2_000, marginMs: 500, heartbeatMs: 250)
+        var state = cluster("n1:8192 n2:8192 n3:8192", settings: settings)
+        state.pending(vm("d", 1024, preferred: ["n1"], disks: ["/csv/d.img"]))
+        var group = Group(state)
+        group.membership([1, 2, 3], quorate: true)
+        group.advance(by: 100)
+        group.feed(1, .hypervisor(.running("d")))
+        group.advance(by: CorralNode.stagingSettleMs)
+        for node: NodeID in [2, 3] { group.feed(node, .unreachable([1])) }
+        #expect(Self.staged(group, 2).isEmpty && Self.staged(group, 3).isEmpty)
+    }
+
     /// While n1 is being fenced (lease running), the node the recovery will pick stages "a" at
     /// once and starts nothing; once the lease is over its start resumes that same guest.
     @Test func stagedDuringTheLeaseStartedAfterIt() {
-        var group = CorralNodeTests.runningGroup()
+        var group = Self.settledGroup()
         group.membership([2, 3], quorate: true)
         group.membership([1], quorate: false)
         let target = FailoverForecast.placements(group.nodes[2]!.state, losing: [1])["a"]
@@ -37,7 +70,7 @@ import Testing
     /// Corosync's link heartbeat says n1 is unreachable before any membership change: the
     /// target stages "a"; when the link comes back, it discards it. Nothing starts either way.
     @Test func unreachablePeerIsStagedAndDiscardedWhenBack() {
-        var group = CorralNodeTests.runningGroup()
+        var group = Self.settledGroup()
         let host = FailoverForecast.placements(group.nodes[2]!.state, losing: [1])["a"] ?? 2
         group.feed(host, .unreachable([1]))
         #expect(Self.staged(group, host) == ["a"])
@@ -52,7 +85,7 @@ import Testing
     /// Staged on the link heartbeat's word, "a" survives the membership change and its state
     /// sync (the moment it pays off) and is resumed by the start after the fence.
     @Test func stagedBeforeTheMembershipIsKeptThroughItsSync() {
-        var group = CorralNodeTests.runningGroup()
+        var group = Self.settledGroup()
         let host = FailoverForecast.placements(group.nodes[2]!.state, losing: [1])["a"] ?? 2
         group.feed(host, .unreachable([1]))
         #expect(Self.staged(group, host) == ["a"])
@@ -66,14 +99,14 @@ import Testing
 
     /// A node that sees a majority unreachable is itself the one cut off: it stages nothing.
     @Test func isolatedNodeStagesNothing() {
-        var group = CorralNodeTests.runningGroup()
+        var group = Self.settledGroup()
         group.feed(3, .unreachable([1, 2]))
         #expect(Self.staged(group, 3).isEmpty)
     }
 
     /// Losing quorum discards what was staged: a minority never runs a failover.
     @Test func stagedGuestsAreDiscardedWithoutQuorum() {
-        var group = CorralNodeTests.runningGroup()
+        var group = Self.settledGroup()
         let host = FailoverForecast.placements(group.nodes[2]!.state, losing: [1])["a"] ?? 2
         group.feed(host, .unreachable([1]))
         #expect(Self.staged(group, host) == ["a"])
