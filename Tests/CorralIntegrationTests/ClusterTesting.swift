@@ -110,28 +110,4 @@ enum ClusterTesting {
         }
         return target
     }
-
-    /// `LocalCluster.up` with extra corrald arguments (it has no parameter for them).
-    private static func up(id: Int, base: String, nodes: Int, hypervisor: LocalCluster.Hypervisor, token: Int,
-                           agentArguments: String) throws(ClusterError) -> LocalCluster {
-        let cluster = LocalCluster(id: id, base: base, nodes: nodes)
-        cluster.down()
-        let result = CommandRunner.run(
-            [LocalCluster.script, "up", "--nodes", "\(nodes)", "--token", "\(token)", "--hypervisor", hypervisor.rawValue],
-            environment: ["CORRAL_BIN": LocalCluster.binaries, "CORRAL_CLUSTER_DIR": base, "CORRAL_CLUSTER_ID": "\(id)",
-                          "CORRALD_ARGS": agentArguments])
-        guard result.status == 0 else {
-            cluster.down()
-            throw ClusterError("local-cluster up failed: \(result.output.suffix(2000))")
-        }
-        do {
-            try cluster.waitUntil("every agent answers and is quorate", seconds: 60) {
-                (1...nodes).allSatisfy { cluster.status($0)?.quorate == true }
-            }
-        } catch {
-            cluster.down()
-            throw error
-        }
-        return cluster
-    }
 }
