@@ -397,15 +397,15 @@ public struct CorralNode: Sendable {
         forgetSettledMigrations()
     }
 
+    /// How long a quorate membership must have held before this node stages anything.
+    public static let stagingSettleMs: Millis = 2_000
+
     /// Failover staging: while a node that holds VMs is being fenced, or already looks dead to
     /// Corosync's link heartbeat, the guests the recovery would start here are created paused,
     /// so that once the node is fenced their start is only a resume (a libvirt start costs about
     /// 0.35 s of CPU, mostly QEMU's CPU model probing). A staged guest has never run and runs
     /// only when the replicated state starts it here (`startVM`), which still needs the fencing.
     /// Staged guests that the forecast no longer sends here are discarded.
-    /// How long a quorate membership must have held before this node stages anything.
-    public static let stagingSettleMs: Millis = 2_000
-
     private mutating func stageFailovers(_ out: inout [Directive]) {
         // Mid-sync nothing is known yet: keep what is staged (the new membership is the moment
         // the staging pays off) until the state is agreed again.
