@@ -7,37 +7,41 @@ import Synchronization
 /// learns each node's link from these rates. The first sample is left out (it holds the buffer
 /// fill), and the rate is 0 (unknown) until two later samples are 900 ms apart.
 final class TransferRate: Sendable {
-    private let samples = Mutex<[(ms: UInt64, bytes: UInt64)]>([])
-    private let skipped = Mutex(false)
-    /// Job-elapsed times of the first and the last sample at which the transferred bytes grew.
-    private let growth = Mutex<(first: UInt64?, last: UInt64?, bytes: UInt64)>((nil, nil, 0))
-
-    /// How long the job was seen moving bytes (ms): its run time minus this is set-up and
-    /// switch-over, which send nothing.
-    var transferSpanMs: UInt64 {
-        growth.withLock { g in g.first.flatMap { first in g.last.map { $0 - first } } ?? 0 }
+    private struct Window {
+        var sawFirst = false
+        var samples: [(ms: UInt64, bytes: UInt64)] = []
+        /// Job-elapsed times of the first and the last sample at which the bytes grew.
+        var firstGrowth: UInt64?
+        var lastGrowth: UInt64?
+        var bytes: UInt64 = 0
     }
+
+    private let window = Mutex(Window())
 
     static let windowMs: UInt64 = 2_000
     static let minimumSpanMs: UInt64 = 900
 
+    /// How long the job was seen moving bytes (ms): its run time minus this is set-up and
+    /// switch-over, which send nothing.
+    var transferSpanMs: UInt64 {
+        window.withLock { w in w.firstGrowth.flatMap { first in w.lastGrowth.map { $0 - first } } ?? 0 }
+    }
+
     /// Adds a sample (the job's elapsed time and transferred bytes); returns the rate in MiB/s.
     func add(elapsedMs: UInt64, transferred: UInt64) -> Int {
-        growth.withLock { g in
-            guard transferred > g.bytes else { return }
-            if g.first == nil { g.first = elapsedMs }
-            g.last = elapsedMs
-            g.bytes = transferred
-        }
-        let first = skipped.withLock { seen in
-            defer { seen = true }
-            return !seen
-        }
-        guard !first else { return 0 }
-        return samples.withLock { samples in
-            samples.append((elapsedMs, transferred))
-            samples.removeAll { elapsedMs - $0.ms > Self.windowMs }
-            guard let oldest = samples.first, elapsedMs - oldest.ms >= Self.minimumSpanMs, transferred >= oldest.bytes else { return 0 }
+        window.withLock { w in
+            if transferred > w.bytes {
+                if w.firstGrowth == nil { w.firstGrowth = elapsedMs }
+                w.lastGrowth = elapsedMs
+                w.bytes = transferred
+            }
+            guard w.sawFirst else {
+                w.sawFirst = true
+                return 0
+            }
+            w.samples.append((elapsedMs, transferred))
+            w.samples.removeAll { elapsedMs - $0.ms > Self.windowMs }
+            guard let oldest = w.samples.first, elapsedMs - oldest.ms >= Self.minimumSpanMs, transferred >= oldest.bytes else { return 0 }
             let bytesPerSecond = Double(transferred - oldest.bytes) * 1000 / Double(elapsedMs - oldest.ms)
             return Int((bytesPerSecond / 1_048_576).rounded())
         }
