@@ -106,7 +106,7 @@ public final class LibvirtHypervisor: Hypervisor {
         let vm = spec.name
         let xml = DomainXML.xml(for: spec, staged: true)
         onGuestQueue(vm) {
-            guard self.presence(vm) == nil || self.presence(vm) == .gone else { return }
+            guard [nil, .gone].contains(self.presence(vm)) else { return }
             do throws(LibvirtError) {
                 try self.libvirt.createTransient(xml: xml, paused: true)
                 self.record(vm, .staged)
@@ -253,8 +253,7 @@ public final class LibvirtHypervisor: Hypervisor {
             // transfer was watched long enough to tell.
             let span = Int(rate.transferSpanMs)
             if span >= 1_000 {
-                let wallMs = Int(wall.components.seconds) * 1000 + Int(wall.components.attoseconds / 1_000_000_000_000_000)
-                report(.migrationOverhead(ms: max(0, wallMs - span)))
+                report(.migrationOverhead(ms: max(0, Int(wall / .milliseconds(1)) - span)))
             }
             report(.migrationCompleted(job: job, vm: vm, downtimeMs: Int(downtime)))
         case let .failure(error):
