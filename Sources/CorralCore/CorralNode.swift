@@ -52,6 +52,9 @@ public struct CorralNode: Sendable {
     private var unreachable: Set<NodeID> = []
     /// Guests created paused here for a failover not yet allowed (`stageVM` sent, not consumed).
     public private(set) var staged: Set<String> = []
+    /// The last forecast and what it was made from (state version and epoch, lost nodes):
+    /// ticks change neither, so they reuse it instead of copying the state again.
+    private var forecast: (epoch: UInt64, version: UInt64, lost: Set<NodeID>, placements: [String: NodeID])?
 
     /// - `fenceAgent`: this node's shell has a fence agent command configured.
     /// - `leaseExpiry`: the lease a previous run of this node's agent left (from its watchdog
@@ -421,7 +424,10 @@ public struct CorralNode: Sendable {
             // staged copy would block the real start of the guest anywhere else until it is
             // discarded (found by Deploy/chaos), and the lost node's own copy, if it still
             // runs, holds those locks anyway.
-            for (vm, node) in FailoverForecast.placements(state, losing: lost) where node == id {
+            if forecast.map({ $0.epoch != state.epoch || $0.version != state.version || $0.lost != lost }) ?? true {
+                forecast = (state.epoch, state.version, lost, FailoverForecast.placements(state, losing: lost))
+            }
+            for (vm, node) in forecast!.placements where node == id {
                 if let spec = state.vms[vm]?.spec, spec.disks.isEmpty { wanted[vm] = spec }
             }
         }
