@@ -100,6 +100,9 @@ public struct CorralNode: Sendable {
             unreachable = Set(nodes).subtracting([id])
             out.append(.log("Corosync's link heartbeat " + (unreachable.isEmpty ? "reaches every peer"
                 : "cannot reach \(unreachable.sorted().map { state.nodeName($0) })")))
+        case let .broadcastFailed(sequence, reason): onBroadcastFailed(sequence, reason, &out)
+        case let .watchdogFailed(reason): onWatchdogFailed(reason, &out)
+        case let .undecodable(from, reason): onUndecodable(from, reason, &out)
         }
         if canAct && !input.isHeartbeat {
             askFenceAgent(&out)
@@ -275,6 +278,12 @@ public struct CorralNode: Sendable {
         }
     }
 
+    // MARK: shell failures
+
+    private mutating func onBroadcastFailed(_ sequence: UInt64, _ reason: String, _ out: inout [Directive]) {}
+    private mutating func onWatchdogFailed(_ reason: String, _ out: inout [Directive]) {}
+    private mutating func onUndecodable(_ from: NodeID, _ reason: String, _ out: inout [Directive]) {}
+
     // MARK: requests
 
     private mutating func onRequest(_ requestID: UInt64, _ request: OperatorRequest, whatIf: Bool, _ out: inout [Directive]) {
@@ -328,6 +337,12 @@ public struct CorralNode: Sendable {
             failedMigrations[job] = reason
         case let .migrationOverhead(ms):
             if canAct { send(.command(.migrationOverheadMeasured(ms: ms)), &out) }
+        case let .stopFailed(vm, reason):
+            // Asked again on the next step (the self-fence and the reconcile pass re-issue it).
+            issuedStops.remove(vm)
+            out.append(.log("stopping \(vm) failed: \(reason); retrying"))
+        case let .queryFailed(vm, reason):
+            out.append(.log("could not ask the hypervisor about \(vm): \(reason); not treated as a crash"))
         }
     }
 

@@ -47,6 +47,18 @@ public enum Input: Sendable {
     /// The peers Corosync's own link heartbeat (knet) cannot reach right now, seconds before
     /// a membership change can say so; sent when the set changes.
     case unreachable([NodeID])
+    /// The shell could not multicast this node's message `sequence`, even after its own
+    /// retries: the core re-sends what must arrive (sync offers, facts, heartbeats) and
+    /// refuses the operator request it carried.
+    case broadcastFailed(sequence: UInt64, reason: String)
+    /// The watchdog cannot be armed as asked (device error, timeout not supported or not
+    /// taken): this node cannot promise to reset itself if its agent hangs, so it takes no
+    /// VMs and drains the ones it has (live; nothing is stopped for it).
+    case watchdogFailed(reason: String)
+    /// A delivered message could not be decoded (garbled, or from a peer of another protocol
+    /// version): this node may now miss a command the others applied, so it stops applying
+    /// commands and fetches the state again.
+    case undecodable(from: NodeID, reason: String)
 }
 
 /// What this node's hypervisor says happened, in its own words.
@@ -65,6 +77,11 @@ public enum HypervisorEvent: Sendable, Equatable {
     case migrationOverhead(ms: Int)
     /// Everything running here (at start-up, to reconcile).
     case inventory([String])
+    /// A stop (destroy) failed: the VM may still run here. The core asks again.
+    case stopFailed(String, reason: String)
+    /// The hypervisor could not be asked about the VM: whether it runs is unknown, which is
+    /// not a crash (nothing is restarted for it).
+    case queryFailed(String, reason: String)
 }
 
 /// What the core asks its shell to do.

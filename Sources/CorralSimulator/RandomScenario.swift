@@ -12,10 +12,16 @@ public enum RandomScenario {
         let majority = nodeCount / 2 + 1
         let nodeMemory = 32_768
         let budget = majority * nodeMemory * 6 / 10
+        // Dense clusters (many VMs a node) get smaller guests rather than fewer: the sizes are
+        // scaled down until the requested count fits the budget on average (at least 128 MiB).
+        let sizes = [512, 1024, 2048, 4096]
+        let averageSize = sizes.reduce(0, +) / sizes.count
+        let scale = min(1.0, Double(budget) / Double(max(1, vmCount) * averageSize))
+        let memoryChoices = sizes.map { max(128, Int(Double($0) * scale) / 64 * 64) }
         var vms: [Scenario.VMConfig] = []
         var used = 0
         for i in 1...max(1, vmCount) {
-            let memory = [512, 1024, 2048, 4096][pick(0...3)]
+            let memory = memoryChoices[pick(0...3)]
             guard used + memory <= budget else { break }
             used += memory
             let preferred = pick(0...2) == 0 ? [] : Array(names.shuffled(using: &rng).prefix(pick(1...2)))
