@@ -312,6 +312,8 @@ public final class AgentLoop: @unchecked Sendable {
         case let .migrationCompleted(job, vm, downtime): "migration \(job) of \(vm) completed, downtime \(downtime) ms"
         case let .migrationFailed(job, reason): "migration \(job) failed: \(reason)"
         case let .migrationOverhead(ms): "a migration from here spent \(ms) ms in set-up and switch-over"
+        case let .stopFailed(vm, reason): "stopping \(vm) failed: \(reason)"
+        case let .queryFailed(vm, reason): "could not ask libvirt about \(vm): \(reason)"
         case .migrationProgress, .inventory: nil
         }
     }
