@@ -3,10 +3,15 @@ import CorralSimulator
 import Foundation
 
 /// `corral simulate SCENARIO.json [--seed S] [--json]` and
-/// `corral simulate --random --nodes N --vms V --seeds A..B [--json]`.
+/// `corral simulate --random --nodes N --vms V --seeds A..B [--json | --trace]`.
+///
+/// `--trace` prints, per seed, the core step count and an FNV-1a 64 digest of the full report
+/// text: two processes (each with its own randomised `Hasher` seed) must print the same bytes,
+/// which catches Set/Dictionary iteration order leaking into the core's output (one process
+/// cannot: its hash seed is the same for every run; see DeterminismTests).
 enum SimulateCommand {
     static func run(_ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
-        var args = try Arguments(raw, flags: ["json", "random", "verbose"])
+        var args = try Arguments(raw, flags: ["json", "random", "trace", "verbose"])
         let json = args.flag("json")
         if args.flag("random") {
             let nodes = try args.int("nodes", default: 5, min: 1)!
@@ -14,10 +19,16 @@ enum SimulateCommand {
             let faults = try args.int("faults", default: 10, min: 0)!
             let seeds = try seedRange(args.option("seeds") ?? "1..100")
             let verbose = args.flag("verbose")
+            let trace = args.flag("trace")
             try args.rejectUnknown()
+            if trace {
+                guard !json && !verbose else { throw UsageError("--trace goes with neither --json nor --verbose") }
+                return runTrace(nodes: nodes, vms: vms, faults: faults, seeds: seeds)
+            }
             return runRandom(nodes: nodes, vms: vms, faults: faults, seeds: seeds, json: json, verbose: verbose)
         }
         let seed = UInt64(try args.int("seed", default: 1)!)
+        if args.flag("trace") { throw UsageError("--trace goes with --random only") }
         try args.rejectUnknown()
         guard args.words.count == 1 else { throw UsageError("usage: corral simulate SCENARIO.json [--seed S] [--json]") }
         let path = args.words[0]
@@ -50,6 +61,30 @@ enum SimulateCommand {
             print("\(seeds.count) seeds, \(nodes) nodes, \(vms) VMs: \(failing) with violations")
         }
         return failing == 0 ? 0 : 1
+    }
+
+    /// One line per seed: `seed S steps N violations V text FNV1A64`, then the summary line.
+    private static func runTrace(nodes: Int, vms: Int, faults: Int, seeds: ClosedRange<UInt64>) -> Int32 {
+        var failing = 0
+        for seed in seeds {
+            let report = Simulation(scenario: RandomScenario.make(nodes: nodes, vms: vms, seed: seed, faults: faults), seed: seed).run()
+            if !report.violations.isEmpty { failing += 1 }
+            print("seed \(seed) steps \(report.coreSteps) violations \(report.violations.count) text \(fnv1a64Hex(report.text))")
+        }
+        print("\(seeds.count) seeds, \(nodes) nodes, \(vms) VMs: \(failing) with violations")
+        return failing == 0 ? 0 : 1
+    }
+
+    /// FNV-1a, 64 bit, over the UTF-8 bytes, as 16 lower-case hex digits. Stable across
+    /// processes and builds, unlike `Hasher` (randomly seeded per process).
+    static func fnv1a64Hex(_ text: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        let digits = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
     }
 
     static func seedRange(_ text: String) throws(UsageError) -> ClosedRange<UInt64> {
