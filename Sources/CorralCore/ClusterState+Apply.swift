@@ -1,7 +1,14 @@
 /// The replicated state machine: one deterministic transition per command.
 extension ClusterState {
     public mutating func apply(_ command: Command) -> ApplyOutcome {
-        if case .heartbeat = command { return .applied }
+        if case let .heartbeat(node, _, leaseMs) = command {
+            // Recorded only when it grows, so the state (and its version) stays still otherwise.
+            if let known = nodes[node]?.longestLeaseMs, leaseMs > known {
+                nodes[node]!.longestLeaseMs = leaseMs
+                version += 1
+            }
+            return .applied
+        }
         let outcome = transition(command)
         if outcome == .applied { version += 1 }
         return outcome
@@ -21,6 +28,10 @@ extension ClusterState {
             settings.migration = m
             return .applied
         case let .setRecoverySettings(r):
+            // Nodes renewed under the old setting keep that lease until it runs out.
+            for node in sortedNodes {
+                nodes[node.id]!.longestLeaseMs = max(node.longestLeaseMs, settings.recovery.leaseMs)
+            }
             settings.recovery = r
             return .applied
         case let .registerNode(spec): return registerNode(spec)
@@ -269,8 +280,21 @@ extension ClusterState {
         guard var node = nodes[id], node.health == .fencing || node.health == .up else { return .refused("node \(id) is not being fenced") }
         node.health = .fenced
         nodes[id] = node
+        // A guest migrating away from the fenced node may already run on its destination:
+        // it waits for that node's word (or its fence) instead of being placed anywhere.
+        var awaiting: [String: NodeID] = [:]
+        for job in sortedJobs where job.state == .running && job.source == id {
+            if let destination = nodes[job.destination], destination.health == .up || destination.health == .fencing {
+                awaiting[job.vm] = job.destination
+            }
+        }
         for job in sortedJobs where job.isActive && (job.source == id || job.destination == id) {
             finishJob(job.id, failed: "\(node.name) was fenced")
+        }
+        for (name, destination) in awaiting.sorted(by: { $0.key < $1.key }) where vms[name]?.node == id {
+            vms[name]!.node = destination
+            vms[name]!.state = .awaitingDestination
+            vms[name]!.reason = "\(node.name) was fenced mid-migration; waiting for \(nodeName(destination)) to say whether it runs it"
         }
         for var vm in sortedVMs where vm.node == id {
             vm.node = nil
@@ -327,6 +351,14 @@ extension ClusterState {
             return .applied
         }
         guard vm.node == id else { return .refused("VM \(name) is assigned to \(nodeName(vm.node)), not \(nodeName(id))") }
+        if vm.state == .awaitingDestination {
+            // It switched over before its source was fenced: it runs here, with fresh leases.
+            for disk in vm.spec.disks { grantLease(disk, to: id, replacing: nil) }
+            vm.state = .running
+            vm.reason = ""
+            vms[name] = vm
+            return .applied
+        }
         for (disk, token) in zip(vm.spec.disks, tokens) {
             guard let lease = leases[disk], lease.holders.contains(id), lease.token == token else {
                 return .refused("stale lease token \(token) for \(disk)")
@@ -344,6 +376,15 @@ extension ClusterState {
         guard vm.node == id else { return .refused("VM \(name) is not on \(nodeName(id))") }
         if let job = activeJob(for: name) { finishJob(job.id, failed: "VM stopped during the migration") }
         releaseLeases(of: vm.spec, holder: id)
+        if vm.state == .awaitingDestination {
+            // It never switched over, and its source is fenced: an ordinary failover.
+            vm.node = nil
+            vm.state = vm.desiredRunning && vm.spec.highlyAvailable ? .pending : .stopped
+            vm.reason = vm.state == .pending ? "failover: it did not reach \(nodeName(id)) before its source was fenced" : ""
+            vm.desiredRunning = vm.state == .pending
+            vms[name] = vm
+            return .applied
+        }
         vm.node = nil
         let unexpected = crashed || vm.state != .stopping
         if !vm.desiredRunning || !unexpected {

@@ -16,8 +16,10 @@ public enum Command: Codable, Sendable, Equatable {
 
     // What a node says about itself.
     case registerNode(NodeSpec)
-    /// Round trip through the quorate membership; its return renews the sender's self-fence lease.
-    case heartbeat(NodeID, sequence: UInt64)
+    /// Round trip through the quorate membership; its return renews the sender's self-fence
+    /// lease for `leaseMs` from when it was sent. Carrying the length lets every member wait
+    /// out the lease the node really holds, even after the setting was lowered.
+    case heartbeat(NodeID, sequence: UInt64, leaseMs: Int)
 
     // Coordinator decisions.
     case place(vm: String, on: NodeID)

@@ -5,23 +5,21 @@
 public enum Coordinator {
     public struct Context: Sendable {
         public var now: Millis
-        /// For each node, the latest local time at which it may have renewed its lease: its last
-        /// heartbeat seen here, or the start of our unbroken quorate run if later (before it, a
-        /// quorate partition we were not in may have renewed it).
-        public var renewedBy: [NodeID: Millis]
+        /// For each node, the latest local time at which its self-fence lease may end: from the
+        /// lease each heartbeat seen here carried, or from the start of our unbroken quorate
+        /// run plus the longest lease it was ever granted (before that run, a quorate partition
+        /// we were not in may have renewed it). A node missing here is never fenced by lease.
+        public var leaseEnds: [NodeID: Millis]
         /// Nodes a fence agent confirmed off.
         public var fenceConfirmed: Set<NodeID>
         /// Members of the current membership (a silent member is fenced by its lease too).
         public var members: [NodeID]
         /// VMs seen running without a crash for a whole crash window.
         public var stableVMs: [String]
-        /// The lease every node uses: the setting, raised to outlast Corosync's failure detection.
-        public var leaseMs: Int?
-        public init(now: Millis, renewedBy: [NodeID: Millis] = [:], fenceConfirmed: Set<NodeID> = [],
-                    members: [NodeID] = [], stableVMs: [String] = [], leaseMs: Int? = nil) {
-            self.leaseMs = leaseMs
+        public init(now: Millis, leaseEnds: [NodeID: Millis] = [:], fenceConfirmed: Set<NodeID> = [],
+                    members: [NodeID] = [], stableVMs: [String] = []) {
             self.now = now
-            self.renewedBy = renewedBy
+            self.leaseEnds = leaseEnds
             self.fenceConfirmed = fenceConfirmed
             self.members = members
             self.stableVMs = stableVMs
@@ -38,20 +36,26 @@ public enum Coordinator {
     }
 
     /// A node that left holding VMs is fenced once a fence agent confirms it, or once its
-    /// self-fence lease has surely run out: lease + margin after it last could have renewed it.
+    /// self-fence lease has surely run out: margin after the latest its lease may end.
     /// A member that holds VMs but has gone silent that long (a hung agent) is fenced the same
     /// way: its lease ran out, so it stopped its VMs or its watchdog reset it.
+    /// A lost node that a live member is still migrating a guest to waits for that source's
+    /// answer first (the source aborts it): a guest that switched over after the node's lease
+    /// ran out would not be covered by it.
     static func fencing(_ state: ClusterState, _ context: Context) -> [Command] {
-        let r = state.settings.recovery
+        let margin = Millis(state.settings.recovery.marginMs)
         func leaseOver(_ id: NodeID) -> Bool {
-            guard let renewed = context.renewedBy[id] else { return false }
-            return context.now >= renewed + Millis((context.leaseMs ?? r.leaseMs) + r.marginMs)
+            guard let end = context.leaseEnds[id] else { return false }
+            return context.now >= end + margin
+        }
+        func incomingFromMember(_ id: NodeID) -> Bool {
+            state.jobs.values.contains { $0.state == .running && $0.destination == id && context.members.contains($0.source) }
         }
         return state.sortedNodes.compactMap { node in
             switch node.health {
             case .fencing:
                 if context.fenceConfirmed.contains(node.id) { return .declareFenced(node.id, method: "fence agent confirmed") }
-                return leaseOver(node.id) ? .declareFenced(node.id, method: "self-fence lease expired") : nil
+                return leaseOver(node.id) && !incomingFromMember(node.id) ? .declareFenced(node.id, method: "self-fence lease expired") : nil
             case .up where context.members.contains(node.id) && state.holdsAnything(node.id) && leaseOver(node.id):
                 return .declareFenced(node.id, method: "silent for a whole lease: its watchdog has reset it")
             default:

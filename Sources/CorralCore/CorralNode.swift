@@ -16,14 +16,41 @@ public struct CorralNode: Sendable {
     /// VMs this node's hypervisor runs.
     public private(set) var localVMs: Set<String> = []
 
+    /// The wire protocol this build speaks: a sync offer carries it, and a member that speaks
+    /// another one stops every node of the membership from acting (mixed versions are refused
+    /// by name instead of misread). 2: heartbeats carry their lease, the awaiting-destination
+    /// VM state, sync rounds with a deadline.
+    public static let protocolVersion = 2
+
     private var view = ""
+    /// Sync rounds of the current membership: a delivered `resyncRequest` starts a new one at
+    /// the same point of the agreed order on every member.
+    private var syncRound = 0
+    private var syncStartedAt: Millis = 0
+    /// This round's deadline message, or the request for a new round, has been sent.
+    private var syncDeadlineSent = false
+    private var resyncRequested = false
+    /// A delivered message could not be decoded: stop applying commands until a new round.
+    private var missedDelivery = false
+    /// Members that have sent something this build cannot read more than once in this
+    /// membership: the node does not act until they leave. Values say why.
+    public private(set) var unreadableMembers: [NodeID: String] = [:]
+    private var undecodableFrom: [NodeID: Int] = [:]
     private var offers: [NodeID: SyncOffer] = [:]
     private var snapshotFrom: NodeID?
     private var nextSequence: UInt64 = 1
-    private var outstanding: Set<UInt64> = []
+    /// This node's messages sent and not yet delivered back, with what they carried (re-sent
+    /// or answered when the shell reports a multicast failure).
+    private var outstanding: [UInt64: Envelope.Body] = [:]
     private var pendingReplies: [UInt64: UInt64] = [:]
-    private var heartbeatSentAt: [UInt64: Millis] = [:]
+    private var heartbeatSentAt: [UInt64: (at: Millis, leaseMs: Int)] = [:]
     private var lastHeartbeat: Millis?
+    /// For each node, the latest local time its lease may end, from its heartbeats delivered
+    /// here (delivery time + the lease it carried), or from a guest that reached it while lost.
+    private var leaseEndSeen: [NodeID: Millis] = [:]
+    /// Why this node's watchdog cannot be trusted, if it cannot: it then takes no VMs.
+    public private(set) var watchdogProblem: String?
+    private var drainAskedForWatchdog = false
     private var issuedStarts: Set<String> = []
     private var issuedStops: Set<String> = []
     private var issuedMigrations: [Int: Int] = [:]
@@ -33,8 +60,6 @@ public struct CorralNode: Sendable {
     private var preparedIncoming: Set<Int> = []
     private var sentFacts: Set<String> = []
     private var leftAt: [NodeID: Millis] = [:]
-    /// When each node's heartbeat was last delivered here in a quorate membership.
-    private var heartbeatSeen: [NodeID: Millis] = [:]
     /// When this node (as coordinator) first saw each crashed VM running again.
     private var runningSinceCrash: [String: Millis] = [:]
     /// This node's shell can run a fence agent against lost peers.
@@ -70,9 +95,15 @@ public struct CorralNode: Sendable {
         self.leaseExpiry = leaseExpiry
     }
 
-    public var isCoordinator: Bool { quorate && !syncing && members.first == id }
+    public var isCoordinator: Bool { agreed && members.first == id }
     /// May this node change shared state and act on its VMs right now?
-    public var canAct: Bool { quorate && !syncing && !leaseEnding }
+    public var canAct: Bool { agreed && !leaseEnding }
+    /// Quorate, synced, applying every command, and understanding every member.
+    private var agreed: Bool { quorate && !syncing && !missedDelivery && unreadableMembers.isEmpty }
+    /// How long a state sync round may wait for offers (or the winner's snapshot) before the
+    /// members settle it with what they have: a member that stays silent (a hung agent whose
+    /// Corosync still runs) must not hold the whole cluster without a coordinator.
+    var syncDeadlineMs: Millis { Millis(max(1_000, 4 * state.settings.recovery.heartbeatMs)) }
     /// The lease is gone or within its guard: VMs here must be stopped, not started.
     var leaseEnding: Bool { leaseExpiry.map { $0 - leaseGuard <= now } ?? true }
 
@@ -105,6 +136,7 @@ public struct CorralNode: Sendable {
         case let .undecodable(from, reason): onUndecodable(from, reason, &out)
         }
         if canAct && !input.isHeartbeat {
+            drainIfWatchdogFailed(&out)
             askFenceAgent(&out)
             reconcile(&out)
             coordinate(&out)
@@ -128,35 +160,80 @@ public struct CorralNode: Sendable {
         if !newQuorate { quorateSince = nil } else if quorateSince == nil { quorateSince = now }
         members = newMembers
         quorate = newQuorate
-        syncing = true
-        view = StateDigest.of(newMembers)
-        offers = [:]
-        snapshotFrom = nil
-        outstanding = []
+        outstanding = [:]
         sentFacts = []
         heartbeatSentAt = [:]
+        unreadableMembers = [:]
+        undecodableFrom = [:]
         for (_, requestID) in pendingReplies.sorted(by: { $0.key < $1.key }) {
             out.append(.reply(id: requestID, .refused("membership changed before the request was applied; retry")))
         }
         pendingReplies = [:]
         out.append(.log("membership \(newMembers.map { state.nodeName($0) }) quorate=\(newQuorate)"))
-        send(.syncOffer(SyncOffer(view: view, epoch: state.epoch, version: state.version, digest: state.digest)), &out)
+        syncRound = 0
+        startSyncRound(&out)
+    }
+
+    /// Starts a state sync round of the current membership: stop applying commands, offer
+    /// (epoch, version, digest), and let the offers (or the deadline) pick the state.
+    private mutating func startSyncRound(_ out: inout [Directive]) {
+        syncing = true
+        missedDelivery = false
+        view = StateDigest.of(members) + "#\(syncRound)"
+        offers = [:]
+        snapshotFrom = nil
+        syncStartedAt = now
+        syncDeadlineSent = false
+        resyncRequested = false
+        send(.syncOffer(SyncOffer(view: view, epoch: state.epoch, version: state.version, digest: state.digest,
+                                  protocolVersion: Self.protocolVersion)), &out)
     }
 
     private mutating func onSyncOffer(_ offer: SyncOffer, from origin: NodeID, _ out: inout [Directive]) {
         guard syncing, snapshotFrom == nil, offer.view == view, members.contains(origin) else { return }
+        guard offer.protocolVersion == Self.protocolVersion else {
+            unreadableMembers[origin] = "speaks protocol \(offer.protocolVersion), this node \(Self.protocolVersion)"
+            out.append(.log("\(state.nodeName(origin)) speaks Corral protocol \(offer.protocolVersion), this node \(Self.protocolVersion): "
+                            + "no node acts until every member runs the same version"))
+            return
+        }
         offers[origin] = offer
         guard members.allSatisfy({ offers[$0] != nil }) else { return }
-        // The most recent quorate partition wins: highest epoch, then the longest history,
-        // ties to the lowest node id.
-        let winner = members.max { (offers[$0]!.epoch, offers[$0]!.version, $1) < (offers[$1]!.epoch, offers[$1]!.version, $0) }!
-        let winning = offers[winner]!
-        if members.allSatisfy({ offers[$0]!.digest == winning.digest }) {
+        let winner = syncWinner(among: members)
+        if members.allSatisfy({ offers[$0]!.digest == offers[winner]!.digest }) {
             finishSync(&out)
         } else {
             snapshotFrom = winner
             if winner == id { send(.snapshot(state, view: view), &out) }
         }
+    }
+
+    /// The most recent quorate partition wins: highest epoch, then the longest history, ties
+    /// to the lowest node id.
+    private func syncWinner(among offered: [NodeID]) -> NodeID {
+        offered.max { (offers[$0]!.epoch, offers[$0]!.version, $1) < (offers[$1]!.epoch, offers[$1]!.version, $0) }!
+    }
+
+    /// The round's deadline, delivered at the same point of the agreed order everywhere: the
+    /// offers delivered so far decide, and the winner always sends its state, so a member whose
+    /// offer came too late (it was frozen) adopts it when it runs again.
+    private mutating func onSyncDeadline(view deadlineView: String, _ out: inout [Directive]) {
+        guard syncing, snapshotFrom == nil, deadlineView == view else { return }
+        let offered = members.filter { offers[$0] != nil }
+        guard !offered.isEmpty else { return }
+        let silent = members.filter { offers[$0] == nil }
+        out.append(.log("state sync deadline: no offer from \(silent.map { state.nodeName($0) }); settling with \(offered.map { state.nodeName($0) })"))
+        snapshotFrom = syncWinner(among: offered)
+        if snapshotFrom == id { send(.snapshot(state, view: view), &out) }
+    }
+
+    /// A member asks for a new sync round (it missed a delivery, or a round did not settle):
+    /// every member starts it at this point of the agreed order.
+    private mutating func onResyncRequest(view requestView: String, from origin: NodeID, _ out: inout [Directive]) {
+        guard quorate, requestView == view, members.contains(origin) else { return }
+        out.append(.log("\(state.nodeName(origin)) asked for a new state sync round"))
+        syncRound += 1
+        startSyncRound(&out)
     }
 
     private mutating func onSnapshot(_ snapshot: ClusterState, view snapshotView: String, from origin: NodeID, _ out: inout [Directive]) {
@@ -190,27 +267,33 @@ public struct CorralNode: Sendable {
     // MARK: delivery
 
     private mutating func onDelivered(_ envelope: Envelope, _ out: inout [Directive]) {
-        if envelope.origin == id { outstanding.remove(envelope.sequence) }
+        if envelope.origin == id { outstanding.removeValue(forKey: envelope.sequence) }
         switch envelope.body {
         case let .syncOffer(offer): onSyncOffer(offer, from: envelope.origin, &out)
         case let .snapshot(snapshot, snapshotView): onSnapshot(snapshot, view: snapshotView, from: envelope.origin, &out)
+        case let .syncDeadline(deadlineView): onSyncDeadline(view: deadlineView, &out)
+        case let .resyncRequest(requestView): onResyncRequest(view: requestView, from: envelope.origin, &out)
         case let .command(command):
-            if case let .heartbeat(node, sequence) = command, quorate {
-                heartbeatSeen[node] = now
+            if case let .heartbeat(node, sequence, granted) = command, quorate {
+                // Heartbeats count during a state sync too: a second fault inside one detection
+                // time must not leave every node without a renewal until its lease runs out.
+                leaseEndSeen[node] = max(leaseEndSeen[node] ?? .min, now + Millis(granted))
                 if node == id, let sent = heartbeatSentAt.removeValue(forKey: sequence) {
-                    leaseExpiry = max(leaseExpiry ?? .min, sent + Millis(leaseMs))
+                    leaseExpiry = max(leaseExpiry ?? .min, sent.at + Millis(sent.leaseMs))
                     out.append(.renewLease(until: leaseExpiry!))
                 }
             }
             let reply = envelope.origin == id ? pendingReplies.removeValue(forKey: envelope.sequence) : nil
-            guard quorate, !syncing else {
-                if let reply { out.append(.reply(id: reply, .refused("no quorum"))) }
+            guard quorate, !syncing, !missedDelivery else {
+                if let reply { out.append(.reply(id: reply, .refused(quorate ? "state sync in progress; retry" : "no quorum"))) }
                 return
             }
+            noteArrivalOnLostNode(command)
+            let versionBefore = state.version
             let outcome = state.apply(command)
             // An applied fact may become true again later (a second crash): allow reporting it anew.
             if envelope.origin == id, outcome == .applied, !sentFacts.isEmpty { sentFacts.remove("\(command)") }
-            if case .heartbeat = command {} else { out.append(.stateChanged) }
+            if case .heartbeat = command { if state.version != versionBefore { out.append(.stateChanged) } } else { out.append(.stateChanged) }
             if case let .refused(why) = outcome {
                 if let reply { out.append(.reply(id: reply, .refused(why))) } else if envelope.origin == id {
                     out.append(.log("refused \(RequestPlanner.describe(command, state)): \(why)"))
@@ -221,9 +304,18 @@ public struct CorralNode: Sendable {
         }
     }
 
+    /// A guest that completes its migration to a node outside the membership reached it with
+    /// its lease perhaps already over (its self-fence stops it at once, or its watchdog already
+    /// reset it): that node is fenced only a whole lease after this instant.
+    private mutating func noteArrivalOnLostNode(_ command: Command) {
+        guard case let .migrationFinished(job, _) = command, let destination = state.jobs[job]?.destination,
+              state.jobs[job]?.state == .running, !members.contains(destination) else { return }
+        leaseEndSeen[destination] = max(leaseEndSeen[destination] ?? .min, now + Millis(longestLease(of: destination)))
+    }
+
     private mutating func send(_ body: Envelope.Body, _ out: inout [Directive]) {
         let envelope = Envelope(origin: id, sequence: nextSequence, body: body)
-        outstanding.insert(nextSequence)
+        outstanding[nextSequence] = body
         nextSequence += 1
         out.append(.broadcast(envelope))
     }
@@ -231,8 +323,18 @@ public struct CorralNode: Sendable {
     // MARK: time, lease and self-fencing
 
     private mutating func onTick(_ out: inout [Directive]) {
-        if quorate && !syncing && lastHeartbeat.map({ now - $0 >= Millis(state.settings.recovery.heartbeatMs) }) ?? true {
+        if quorate && lastHeartbeat.map({ now - $0 >= Millis(state.settings.recovery.heartbeatMs) }) ?? true {
             sendHeartbeat(&out)
+        }
+        guard quorate, syncing else { return }
+        let waited = now - syncStartedAt
+        if waited >= syncDeadlineMs, snapshotFrom == nil, !syncDeadlineSent {
+            syncDeadlineSent = true
+            send(.syncDeadline(view: view), &out)
+        } else if waited >= 2 * syncDeadlineMs, !resyncRequested {
+            // The chosen winner's state never came (it froze after winning): start over.
+            resyncRequested = true
+            send(.resyncRequest(view: view), &out)
         }
     }
 
@@ -250,8 +352,14 @@ public struct CorralNode: Sendable {
 
     private mutating func sendHeartbeat(_ out: inout [Directive]) {
         lastHeartbeat = now
-        heartbeatSentAt[nextSequence] = now
-        send(.command(.heartbeat(id, sequence: nextSequence)), &out)
+        heartbeatSentAt[nextSequence] = (now, leaseMs)
+        send(.command(.heartbeat(id, sequence: nextSequence, leaseMs: leaseMs)), &out)
+    }
+
+    /// The longest lease `node` may hold as far as this node can tell: what its heartbeats
+    /// carried (recorded in the state), the setting and this node's own floor.
+    func longestLease(of node: NodeID) -> Int {
+        max(leaseMs, state.nodes[node]?.longestLeaseMs ?? 0)
     }
 
     /// Stop margin before the lease runs out: the VMs must be off before anyone may restart them.
@@ -280,9 +388,65 @@ public struct CorralNode: Sendable {
 
     // MARK: shell failures
 
-    private mutating func onBroadcastFailed(_ sequence: UInt64, _ reason: String, _ out: inout [Directive]) {}
-    private mutating func onWatchdogFailed(_ reason: String, _ out: inout [Directive]) {}
-    private mutating func onUndecodable(_ from: NodeID, _ reason: String, _ out: inout [Directive]) {}
+    /// A message that never left: what must arrive is sent again (sync messages, heartbeats
+    /// and facts on the next pass), an operator request is refused, and a coordinator
+    /// decision is simply planned again (nothing is outstanding any more).
+    private mutating func onBroadcastFailed(_ sequence: UInt64, _ reason: String, _ out: inout [Directive]) {
+        guard let body = outstanding.removeValue(forKey: sequence) else { return }
+        out.append(.log("could not multicast message \(sequence): \(reason)"))
+        if let requestID = pendingReplies.removeValue(forKey: sequence) {
+            out.append(.reply(id: requestID, .refused("could not send the request to the cluster (\(reason)); retry")))
+        }
+        switch body {
+        case let .syncOffer(offer) where syncing && offer.view == view: send(body, &out)
+        case let .snapshot(_, snapshotView) where syncing && snapshotView == view: send(.snapshot(state, view: view), &out)
+        case let .syncDeadline(deadlineView) where deadlineView == view: syncDeadlineSent = false
+        case let .resyncRequest(requestView) where requestView == view:
+            resyncRequested = false
+            if missedDelivery { send(body, &out) }
+        case let .command(.heartbeat(_, sent, _)):
+            heartbeatSentAt[sent] = nil
+            lastHeartbeat = nil
+        case let .command(command):
+            sentFacts.remove("\(command)")
+        default:
+            break
+        }
+    }
+
+    /// Without a working watchdog a hung agent would leave its guests running past its lease,
+    /// so this node takes no VMs: it drains itself (live; nothing is stopped for it) and stays
+    /// drained until an operator resumes it.
+    private mutating func onWatchdogFailed(_ reason: String, _ out: inout [Directive]) {
+        if watchdogProblem == nil { out.append(.log("the watchdog cannot be trusted (\(reason)): draining this node")) }
+        watchdogProblem = reason
+    }
+
+    private mutating func drainIfWatchdogFailed(_ out: inout [Directive]) {
+        guard watchdogProblem != nil, !drainAskedForWatchdog, let node = state.nodes[id] else { return }
+        guard node.admin == .active || node.admin == .paused else { return }
+        drainAskedForWatchdog = true
+        send(.command(.drainNode(id)), &out)
+    }
+
+    /// A delivery this node cannot read may be a command every other member applied: stop
+    /// applying commands and ask for a new sync round, which replaces this node's state with
+    /// the winner's. A member whose messages cannot be read twice in one membership speaks
+    /// something else (another version): no node acts until it leaves.
+    private mutating func onUndecodable(_ from: NodeID, _ reason: String, _ out: inout [Directive]) {
+        out.append(.log("could not read a message from \(state.nodeName(from)): \(reason)"))
+        guard quorate, unreadableMembers[from] == nil else { return }
+        undecodableFrom[from, default: 0] += 1
+        if undecodableFrom[from]! >= 2, members.contains(from) {
+            unreadableMembers[from] = reason
+            return out.append(.log("\(state.nodeName(from)) keeps sending what this node cannot read (another Corral version?): "
+                                   + "no node acts until every member runs the same version"))
+        }
+        missedDelivery = true
+        guard !resyncRequested else { return }
+        resyncRequested = true
+        send(.resyncRequest(view: view), &out)
+    }
 
     // MARK: requests
 
@@ -386,6 +550,11 @@ public struct CorralNode: Sendable {
                 }
             case .stopping:
                 report(.vmStopped(vm: vm.name, on: id, crashed: false), &out)
+            case .awaitingDestination:
+                // The source was fenced mid-migration; only this node's hypervisor knows
+                // whether the guest switched over here (the source is off, so it cannot now).
+                report(here ? .vmStarted(vm: vm.name, on: id, leaseTokens: [])
+                            : .vmStopped(vm: vm.name, on: id, crashed: false), &out)
             default:
                 break
             }
@@ -397,6 +566,16 @@ public struct CorralNode: Sendable {
         for job in state.jobs.values.filter({ $0.source == id && ($0.state == .running || issuedMigrations[$0.id] != nil) }).sorted(by: { $0.id < $1.id }) {
             if job.state == .running, let reason = failedMigrations[job.id] {
                 report(.migrationFailed(job: job.id, reason: reason), &out)
+            } else if job.state == .running, !members.contains(job.destination), completedMigrations[job.id] == nil {
+                // The destination left: stop the migration so that the guest cannot switch
+                // over to a node whose lease may be running out. Whether it stopped in time or
+                // switched over first, the hypervisor's answer is what gets reported.
+                if issuedMigrations[job.id] == nil {
+                    report(.migrationFailed(job: job.id, reason: "\(state.nodeName(job.destination)) left the membership"), &out)
+                } else if !abortedMigrations.contains(job.id) {
+                    abortedMigrations.insert(job.id)
+                    out.append(.abortMigration(job: job.id, vm: job.vm))
+                }
             } else if job.state == .running, let vm = state.vms[job.vm], completedMigrations[job.id] == nil {
                 if let bw = issuedMigrations[job.id] {
                     if bw != job.bandwidthMiBps {
@@ -431,7 +610,7 @@ public struct CorralNode: Sendable {
         var wanted: [String: VMSpec] = [:]
         // Only a side that stays a majority without the lost nodes will run their guests.
         let staying = members.filter { !unreachable.contains($0) }.count
-        if canAct, staying * 2 > state.settings.expectedVotes {
+        if canAct, watchdogProblem == nil, staying * 2 > state.settings.expectedVotes {
             let lost = Set(state.sortedNodes.filter { node in
                 node.id != id && (node.health == .fencing || (node.health == .up && unreachable.contains(node.id)))
             }.map(\.id))
@@ -486,12 +665,14 @@ public struct CorralNode: Sendable {
 
     private mutating func coordinate(_ out: inout [Directive]) {
         guard isCoordinator, outstanding.isEmpty else { return }
-        var renewedBy: [NodeID: Millis] = [:]
+        // Before our unbroken quorate run began, a partition we were not in may have renewed
+        // any node's lease, with the longest lease it was ever granted.
+        var leaseEnds: [NodeID: Millis] = [:]
         for node in state.nodes.keys {
-            renewedBy[node] = max(heartbeatSeen[node] ?? .min, quorateSince ?? now)
+            leaseEnds[node] = max(leaseEndSeen[node] ?? .min, (quorateSince ?? now) + Millis(longestLease(of: node)))
         }
-        let context = Coordinator.Context(now: now, renewedBy: renewedBy, fenceConfirmed: fenceConfirmed,
-                                          members: members, stableVMs: stableAfterCrashes(), leaseMs: leaseMs)
+        let context = Coordinator.Context(now: now, leaseEnds: leaseEnds, fenceConfirmed: fenceConfirmed,
+                                          members: members, stableVMs: stableAfterCrashes())
         for command in Coordinator.plan(state, context) { send(.command(command), &out) }
     }
 }

@@ -10,6 +10,11 @@ public struct Envelope: Codable, Sendable, Equatable {
         case syncOffer(SyncOffer)
         /// The sync winner's state, sent when some member's digest differs.
         case snapshot(ClusterState, view: String)
+        /// A sync round has waited long enough: the offers delivered so far decide it.
+        case syncDeadline(view: String)
+        /// Start a new sync round of this membership (a member missed a delivery, or the
+        /// round's winner never sent its state).
+        case resyncRequest(view: String)
     }
 
     public init(origin: NodeID, sequence: UInt64, body: Body) {
@@ -25,6 +30,25 @@ public struct SyncOffer: Codable, Sendable, Equatable {
     public var epoch: UInt64
     public var version: UInt64
     public var digest: String
+    /// `CorralNode.protocolVersion` of the sender (offers from before it existed mean 1).
+    public var protocolVersion: Int
+
+    public init(view: String, epoch: UInt64, version: UInt64, digest: String, protocolVersion: Int) {
+        self.view = view
+        self.epoch = epoch
+        self.version = version
+        self.digest = digest
+        self.protocolVersion = protocolVersion
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        view = try c.decode(String.self, forKey: .view)
+        epoch = try c.decode(UInt64.self, forKey: .epoch)
+        version = try c.decode(UInt64.self, forKey: .version)
+        digest = try c.decode(String.self, forKey: .digest)
+        protocolVersion = try c.decodeIfPresent(Int.self, forKey: .protocolVersion) ?? 1
+    }
 }
 
 /// What the node agent feeds into the core, in arrival order.

@@ -37,6 +37,10 @@ public struct Node: Codable, Sendable, Equatable {
     public var drainFailures: [String]
     /// Jobs numbered from here on belong to the current drain (counts its failed attempts).
     public var drainFirstJob: Int
+    /// The longest self-fence lease this node was ever granted by a heartbeat this state has
+    /// applied (its floor from Corosync's timing and the setting at the time): what a
+    /// coordinator that did not see its last heartbeats must wait out. Only grows.
+    public var longestLeaseMs: Int
 
     public init(id: NodeID, name: String, capacity: Capacity, linkMiBps: Int = 0) {
         self.id = id
@@ -48,6 +52,7 @@ public struct Node: Codable, Sendable, Equatable {
         self.linkConfigured = false
         self.drainFailures = []
         self.drainFirstJob = 0
+        self.longestLeaseMs = 0
     }
 
     public var state: NodeState {
@@ -71,7 +76,7 @@ public struct Node: Codable, Sendable, Equatable {
 
 extension Node {
     enum CodingKeys: String, CodingKey {
-        case id, name, capacity, health, admin, linkMiBps, linkConfigured, drainFailures, drainFirstJob
+        case id, name, capacity, health, admin, linkMiBps, linkConfigured, drainFailures, drainFirstJob, longestLeaseMs
     }
 
     /// `linkConfigured` is written only when true, so states without it keep their bytes
@@ -87,6 +92,7 @@ extension Node {
         if linkConfigured { try c.encode(true, forKey: .linkConfigured) }
         try c.encode(drainFailures, forKey: .drainFailures)
         try c.encode(drainFirstJob, forKey: .drainFirstJob)
+        if longestLeaseMs > 0 { try c.encode(longestLeaseMs, forKey: .longestLeaseMs) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -100,6 +106,7 @@ extension Node {
         linkConfigured = try c.decodeIfPresent(Bool.self, forKey: .linkConfigured) ?? false
         drainFailures = try c.decode([String].self, forKey: .drainFailures)
         drainFirstJob = try c.decode(Int.self, forKey: .drainFirstJob)
+        longestLeaseMs = try c.decodeIfPresent(Int.self, forKey: .longestLeaseMs) ?? 0
     }
 }
 

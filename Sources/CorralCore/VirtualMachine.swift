@@ -40,6 +40,10 @@ public enum VMState: String, Codable, Sendable, Equatable {
     case migrating
     /// Its node has been told to stop it.
     case stopping
+    /// Its migration's source was fenced while the migration ran: the guest may have switched
+    /// over to `node` (the destination) or not. Nothing places it until that node says which
+    /// (it adopts the guest, or reports it absent) or is fenced itself.
+    case awaitingDestination = "awaiting-destination"
     /// Gave up: crashed too often. Stays stopped until an operator starts it.
     case failed
 }

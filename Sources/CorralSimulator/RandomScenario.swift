@@ -4,7 +4,11 @@ import CorralCore
 /// (minority and majority splits), hangs, VM crashes, and drains, moves and VM changes issued
 /// in the middle of them. Everything heals before the end so liveness can be checked.
 public enum RandomScenario {
-    public static func make(nodes nodeCount: Int, vms vmCount: Int, seed: UInt64, faults: Int = 10) -> Scenario {
+    /// `shellFaults`: also draw faults of the agent's shell (multicast and stop failures, a
+    /// watchdog that refuses, a frozen agent whose Corosync runs on, a lease lowered during a
+    /// partition, a crash right at a switchover, slow fence agents).
+    public static func make(nodes nodeCount: Int, vms vmCount: Int, seed: UInt64, faults: Int = 10,
+                            shellFaults: Bool = false) -> Scenario {
         var rng = SplitMix64(seed: seed ^ 0xC0_22A1)
         func pick(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &rng) }
         let names = (1...nodeCount).map { "n\($0)" }
@@ -39,6 +43,10 @@ public enum RandomScenario {
             let node = names[pick(0...nodeCount - 1)]
             let later = at + Int64(pick(1_000...15_000))
             let vm = vms.isEmpty ? "vm1" : vms[pick(0...vms.count - 1)].spec.name
+            if shellFaults, pick(0...2) == 0 {
+                events += shellFault(at: at, later: later, node: node, names: names, pick: pick)
+                continue
+            }
             switch pick(0...10) {
             case 0, 1:
                 events += [.init(atMs: at, .crash(node)), .init(atMs: later, .powerOn(node))]
@@ -71,12 +79,36 @@ public enum RandomScenario {
             events.append(.init(atMs: end, .powerOn(n)))
             events.append(.init(atMs: end + 5_000, .request(.resumeNode(n, failback: false), via: nil)))
         }
+        if shellFaults, pick(0...1) == 0 { events.append(.init(atMs: 1_000, .fenceAgentDelay(Int64(pick(200...12_000))))) }
         var timing = Scenario.Timing()
         timing.settleMs = 40_000
         var settings = ClusterSettings()
         settings.migration.streamMiBps = 400
-        return Scenario(name: "random-\(nodeCount)n-\(vmCount)vm", nodes: names.map {
+        if shellFaults { settings.recovery.fenceAgent = pick(0...1) == 0 }
+        return Scenario(name: "random-\(nodeCount)n-\(vmCount)vm\(shellFaults ? "-shell" : "")", nodes: names.map {
             .init(name: $0, capacity: Capacity(memoryMiB: nodeMemory, vcpus: 32), linkMiBps: 1_100)
         }, vms: vms, settings: settings, timing: timing, events: events)
+    }
+
+    /// One fault of the agent's shell, healed by `later` where it lasts.
+    private static func shellFault(at: Int64, later: Int64, node: String, names: [String],
+                                   pick: (ClosedRange<Int>) -> Int) -> [ScenarioEvent] {
+        switch pick(0...6) {
+        case 0: return [.init(atMs: at, .multicastFailures(node, percent: [20, 50, 100][pick(0...2)], untilMs: later))]
+        case 1: return [.init(atMs: at, .stopFailures(node, untilMs: later))]
+        case 2: return [.init(atMs: at, .watchdogFails(node)),
+                        .init(atMs: later, .request(.resumeNode(node, failback: false), via: nil))]
+        case 3: return [.init(atMs: at, .hangAgent(node)), .init(atMs: at + Int64(pick(500...12_000)), .resume(node))]
+        case 4:
+            // The lease is lowered while a node is cut off: it keeps the longer lease it holds.
+            let cut = [names[pick(0...names.count - 1)]]
+            return [.init(atMs: at, .request(.setConfig(key: "fencing.lease-ms", value: "30000"), via: nil)),
+                    .init(atMs: at + 3_000, .request(.setConfig(key: "fencing.lease-ms", value: "\(pick(2_000...5_000))"), via: nil)),
+                    .init(atMs: at + 3_100, .partition([cut, names.filter { !cut.contains($0) }])),
+                    .init(atMs: later + 20_000, .heal)]
+        case 5: return [.init(atMs: at, .crashAfterSwitchover(node)), .init(atMs: at, .request(.drainNode(node), via: nil)),
+                        .init(atMs: later + 20_000, .powerOn(node))]
+        default: return [.init(atMs: at, .fenceAgentDelay(Int64(pick(200...12_000))))]
+        }
     }
 }

@@ -91,5 +91,20 @@ public struct ScenarioEvent: Sendable, Equatable {
         case resume(String)
         case crashVM(String)
         case request(OperatorRequest, via: String?)
+        /// Only the agent freezes (SIGSTOP of corrald): Corosync keeps the node in the
+        /// membership and queues its deliveries, its guests keep running; `resume` thaws it.
+        case hangAgent(String)
+        /// Shell faults until `untilMs`: each multicast of the node fails (reported back to
+        /// its core) with this chance in percent.
+        case multicastFailures(String, percent: Int, untilMs: Int64)
+        /// Every VM stop (destroy) on the node fails until `untilMs`.
+        case stopFailures(String, untilMs: Int64)
+        /// The node's watchdog refuses to be armed.
+        case watchdogFails(String)
+        /// The next migration from this node that switches over crashes the node at that instant,
+        /// before its agent can report the switchover.
+        case crashAfterSwitchover(String)
+        /// From now on fence agents take this long to answer (and only then power the node off).
+        case fenceAgentDelay(Int64)
     }
 }

@@ -113,7 +113,8 @@ public enum ScenarioParser {
     }
 
     private static let actions = ["crash", "powerOn", "partition", "heal", "hang", "resume", "crashVM", "drain",
-                                  "resumeNode", "move", "addVM", "removeVM", "startVM", "stopVM", "pause", "config"]
+                                  "resumeNode", "move", "addVM", "removeVM", "startVM", "stopVM", "pause", "config",
+                                  "hangAgent", "crashAfterSwitchover", "watchdogFails"]
 
     private static func event(_ o: Object, nodes: Set<String>, vms: Set<String>) throws(Failure) -> ScenarioEvent {
         try o.only(["at", "via", "failback", "to", "value"] + actions)
@@ -135,6 +136,9 @@ public enum ScenarioParser {
         case "crash": action = .crash(try nodeName("crash"))
         case "powerOn": action = .powerOn(try nodeName("powerOn"))
         case "hang": action = .hang(try nodeName("hang"))
+        case "hangAgent": action = .hangAgent(try nodeName("hangAgent"))
+        case "crashAfterSwitchover": action = .crashAfterSwitchover(try nodeName("crashAfterSwitchover"))
+        case "watchdogFails": action = .watchdogFails(try nodeName("watchdogFails"))
         case "resume": action = .resume(try nodeName("resume"))
         case "heal": action = .heal
         case "partition":

@@ -17,6 +17,8 @@ public final class Simulation {
         case scripted(ScenarioEvent.Action)
         case leaseCheck(NodeID, incarnation: Int, until: Millis)
         case fenceDone(coordinator: NodeID, incarnation: Int, target: NodeID)
+        /// Something the node's shell reports to its core (a failure of its own).
+        case shellInput(NodeID, incarnation: Int, Input)
     }
 
     struct Host {
@@ -33,6 +35,15 @@ public final class Simulation {
         var leaseUntil: Millis?
         /// When it last came back from a hang: a hang within the lease excuses a watchdog reset.
         var resumedAt: Millis?
+        /// Only the agent is frozen: inputs wait in `backlog` until it is resumed.
+        var agentHung = false
+        var backlog: [Input] = []
+        var multicastFailPercent = 0
+        var multicastFailUntil: Int64 = 0
+        var stopFailUntil: Int64 = 0
+        /// Stops failed at some point: a watchdog reset at lease end is then the expected outcome.
+        var stopsFailed = false
+        var crashOnSwitchover = false
     }
 
     public let scenario: Scenario
@@ -56,6 +67,8 @@ public final class Simulation {
     public var stopWhen: ((SimulationReport) -> Bool)?
     /// Per view, multicasts sent and not yet delivered, in send order.
     var inFlight: [Int: [Envelope]] = [:]
+    /// How long a fence agent takes to power its target off and answer.
+    var fenceAgentMs: Int64 = 200
 
     public init(scenario: Scenario, seed: UInt64) {
         self.scenario = scenario
@@ -113,7 +126,7 @@ public final class Simulation {
         switch event {
         case let .tick(node, inc):
             guard let h = hosts[node], h.alive, h.incarnation == inc else { return }
-            if !h.hung { step(node, .tick) }
+            if !h.hung && !h.agentHung { step(node, .tick) }
             queue.push(.tick(node, incarnation: inc), at: now + scenario.timing.tickMs)
         case let .pump(view): pump(view)
         case .reconfigure: reconfigure()
@@ -130,6 +143,9 @@ public final class Simulation {
         case .migrationStep: migrationStep()
         case let .scripted(action): perform(action)
         case let .leaseCheck(node, inc, until): leaseCheck(node, inc, until)
+        case let .shellInput(node, inc, input):
+            guard hosts[node]?.incarnation == inc else { return }
+            step(node, input)
         case let .fenceDone(coordinator, inc, target):
             if let h = hosts[target], h.alive { powerOff(target, why: "fenced by fence agent") }
             guard hosts[coordinator]?.incarnation == inc else { return }
@@ -144,6 +160,8 @@ public final class Simulation {
     /// Feeds one input to a node's core and carries out what it asks.
     func step(_ node: NodeID, _ input: Input) {
         guard let h = hosts[node], h.alive, !h.hung else { return }
+        // A frozen agent's inputs wait, as Corosync and libvirt queue them for its sockets.
+        if h.agentHung { return hosts[node]!.backlog.append(input) }
         // Mutate in place: a copy would duplicate the whole state on every write.
         let directives = hosts[node]!.core.step(input, now: now)
         report.coreSteps += 1
@@ -155,6 +173,10 @@ public final class Simulation {
         let h = hosts[node]!
         switch directive {
         case let .broadcast(envelope):
+            if now < h.multicastFailUntil, Int.random(in: 0..<100, using: &rng) < h.multicastFailPercent {
+                return queue.push(.shellInput(node, incarnation: h.incarnation,
+                                              .broadcastFailed(sequence: envelope.sequence, reason: "simulated multicast failure")), at: now + 1)
+            }
             guard let view = h.view, views[view] != nil else { return }
             if inFlight[view] == nil { queue.push(.pump(view: view), at: now + scenario.timing.messageLatencyMs) }
             inFlight[view, default: []].append(envelope)
@@ -167,6 +189,11 @@ public final class Simulation {
             queue.push(.vmBooted(node, incarnation: h.incarnation, vm: spec.name, attempt: attempt), at: now + scenario.timing.vmStartMs)
         case let .stopVM(vm, reason):
             checker.onStop(self, node, vm, reason: reason)
+            if now < h.stopFailUntil, h.running.contains(vm) {
+                hosts[node]!.stopsFailed = true
+                return queue.push(.hypervisor(node, incarnation: h.incarnation, .stopFailed(vm, reason: "simulated destroy failure")),
+                                  at: now + scenario.timing.vmStopMs)
+            }
             hosts[node]!.booting[vm] = nil
             if h.running.contains(vm) {
                 queue.push(.vmHalted(node, incarnation: h.incarnation, vm: vm, crashed: false), at: now + scenario.timing.vmStopMs)
@@ -188,7 +215,7 @@ public final class Simulation {
                 queue.push(.hypervisor(node, incarnation: h.incarnation, .migrationFailed(job: job, reason: "aborted")), at: now)
             }
         case let .runFenceAgent(target, _):
-            queue.push(.fenceDone(coordinator: node, incarnation: h.incarnation, target: target), at: now + 200)
+            queue.push(.fenceDone(coordinator: node, incarnation: h.incarnation, target: target), at: now + fenceAgentMs)
         case let .renewLease(until):
             hosts[node]!.leaseUntil = until
             queue.push(.leaseCheck(node, incarnation: h.incarnation, until: until), at: until)
@@ -298,6 +325,12 @@ public final class Simulation {
                 hosts[f.source]!.running.remove(f.vm)
                 hosts[f.destination]!.running.insert(f.vm)
                 checker.onRunning(self, f.vm, on: f.destination)
+                if hosts[f.source]!.crashOnSwitchover {
+                    note("\(f.vm) migrated \(name(f.source))→\(name(f.destination)); the source crashes at the switchover")
+                    queue.push(.hypervisor(f.destination, incarnation: hosts[f.destination]!.incarnation, .running(f.vm)), at: now)
+                    powerOff(f.source, why: "crash right after a switchover")
+                    continue
+                }
                 report.completedMigrations += 1
                 report.totalDowntimeMs += f.downtimeMs
                 note("\(f.vm) migrated \(name(f.source))→\(name(f.destination)) (\(f.rounds) rounds, downtime \(Int(f.downtimeMs)) ms)")
@@ -322,8 +355,10 @@ public final class Simulation {
     private func leaseCheck(_ node: NodeID, _ inc: Int, _ until: Millis) {
         guard let h = hosts[node], h.alive, h.incarnation == inc, h.leaseUntil == until else { return }
         guard !h.running.isEmpty || !h.booting.isEmpty else { return }
-        if h.hung || h.resumedAt.map({ $0 > until - Millis(scenario.settings.recovery.leaseMs) }) ?? false {
+        if h.hung || h.agentHung || h.resumedAt.map({ $0 > until - Millis(scenario.settings.recovery.leaseMs) }) ?? false {
             powerOff(node, why: "watchdog reset (hung during its lease)")
+        } else if h.stopsFailed {
+            powerOff(node, why: "watchdog reset (its VMs could not be stopped)")
         } else {
             violation("\(name(node)) still runs \(h.running.sorted().joined(separator: ",")) after its lease expired")
             powerOff(node, why: "watchdog reset")
@@ -367,11 +402,46 @@ public final class Simulation {
             queue.push(.leaseCheck(id, incarnation: h.incarnation, until: h.leaseUntil ?? now), at: max(now, h.leaseUntil ?? now))
             queue.push(.reconfigure, at: now + t.detectionMs)
         case let .resume(n):
-            guard let id = id(named: n), hosts[id]!.hung else { return }
+            guard let id = id(named: n) else { return }
+            if hosts[id]!.agentHung {
+                hosts[id]!.agentHung = false
+                hosts[id]!.resumedAt = now
+                note("resume \(n)'s agent (SIGCONT)")
+                let backlog = hosts[id]!.backlog
+                hosts[id]!.backlog = []
+                for input in backlog { step(id, input) }
+                return
+            }
+            guard hosts[id]!.hung else { return }
             hosts[id]!.hung = false
             hosts[id]!.resumedAt = now
             note("resume \(n) (SIGCONT)")
             queue.push(.reconfigure, at: now + t.detectionMs / 2)
+        case let .hangAgent(n):
+            guard let id = id(named: n), hosts[id]!.alive, !hosts[id]!.hung, !hosts[id]!.agentHung else { return }
+            hosts[id]!.agentHung = true
+            note("hang \(n)'s agent (SIGSTOP of corrald; Corosync and guests run on)")
+            let h = hosts[id]!
+            queue.push(.leaseCheck(id, incarnation: h.incarnation, until: h.leaseUntil ?? now), at: max(now, h.leaseUntil ?? now))
+        case let .multicastFailures(n, percent, until):
+            guard let id = id(named: n) else { return }
+            hosts[id]!.multicastFailPercent = percent
+            hosts[id]!.multicastFailUntil = until
+            note("\(n): \(percent)% of multicasts fail until \(Double(until) / 1000)s")
+        case let .stopFailures(n, until):
+            guard let id = id(named: n) else { return }
+            hosts[id]!.stopFailUntil = until
+            note("\(n): VM stops fail until \(Double(until) / 1000)s")
+        case let .watchdogFails(n):
+            guard let id = id(named: n), hosts[id]!.alive else { return }
+            note("\(n): the watchdog refuses to be armed")
+            step(id, .watchdogFailed(reason: "simulated WDIOC_SETTIMEOUT failure"))
+        case let .crashAfterSwitchover(n):
+            guard let id = id(named: n) else { return }
+            hosts[id]!.crashOnSwitchover = true
+        case let .fenceAgentDelay(ms):
+            fenceAgentMs = ms
+            note("fence agents now take \(Double(ms) / 1000)s")
         case let .crashVM(vm):
             guard let host = ids.first(where: { hosts[$0]!.running.contains(vm) }) else { return }
             note("\(vm) crashes")
@@ -394,6 +464,10 @@ public final class Simulation {
         h.view = nil
         h.leaseUntil = nil
         h.incarnation += 1
+        h.agentHung = false
+        h.backlog = []
+        h.crashOnSwitchover = false
+        h.stopsFailed = false
         hosts[node] = h
         for f in network.removeAll(touching: node) where f.source != node {
             report.failedMigrations += 1

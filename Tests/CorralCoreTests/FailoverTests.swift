@@ -68,9 +68,12 @@ import Testing
         #expect(after.token > before.token)
     }
 
-    /// A VM migrating away from a node that is then fenced: the migration fails and the VM
-    /// fails over (its destination never got it).
-    @Test func migratingVMWhoseSourceIsFenced() {
+    /// A VM migrating away from a node that is then fenced may already have switched over to
+    /// its destination: it is placed nowhere until the destination says whether it runs it.
+    /// (It used to become pending at once, so a placement elsewhere raced with the destination
+    /// adopting the guest it really ran: two copies.)
+    @Test(arguments: [true, false])
+    func migratingVMWhoseSourceIsFencedWaitsForTheDestination(switchedOver: Bool) {
         var state = Self.loadedCluster()
         let job = state.migrate("web", to: "n2")
         state.lose("n1")
@@ -78,8 +81,47 @@ import Testing
         state.must(.declareFenced(state.id("n1"), method: "test"))
         #expect(state.jobs[job]?.state == .failed)
         #expect(state.jobs[job]?.failure == "n1 was fenced")
-        #expect(state.vms["web"]?.state == .pending)
+        #expect(state.vms["web"]?.state == .awaitingDestination)
+        #expect(state.whereIs("web") == "n2")
+        #expect(state.coordinate().placements(in: state).isEmpty, "nothing places a guest that may run on n2")
         #expect(state.refusal(of: .migrationFinished(job: job, downtimeMs: 5)) == "migration \(job) is not running")
+        let n2 = state.id("n2")
+        if switchedOver {
+            state.must(.vmStarted(vm: "web", on: n2, leaseTokens: []))
+            #expect(state.vms["web"]?.state == .running)
+            #expect(state.leases["/csv/web.img"]?.holders == [n2])
+        } else {
+            state.must(.vmStopped(vm: "web", on: n2, crashed: false))
+            #expect(state.vms["web"]?.state == .pending)
+            #expect(state.vms["web"]?.crashCount == 0, "not a crash: an ordinary failover")
+            #expect(state.coordinate().placements(in: state).count == 1)
+        }
+    }
+
+    /// The destination of a guest awaiting its word is fenced too: the guest fails over.
+    @Test func awaitingGuestFailsOverWhenItsDestinationIsFenced() {
+        var state = Self.loadedCluster()
+        _ = state.migrate("web", to: "n2")
+        state.lose("n1", "n2")
+        state.must(.declareFenced(state.id("n1"), method: "test"))
+        #expect(state.vms["web"]?.state == .awaitingDestination)
+        state.must(.declareFenced(state.id("n2"), method: "test"))
+        #expect(state.vms["web"]?.state == .pending)
+        #expect(state.coordinate().placements(in: state) == ["web@n3"])
+    }
+
+    /// A lost destination whose source is alive is not fenced by its lease while the migration
+    /// runs: a guest that switched over after the lease ran out is not covered by it. The
+    /// source's answer (it aborts the migration) comes first.
+    @Test func lostDestinationWaitsForTheLiveSourceBeforeItsLeaseFence() {
+        var state = Self.loadedCluster()
+        let job = state.migrate("web", to: "n2")
+        state.lose("n2")
+        let (n1, n2, n3) = (state.id("n1"), state.id("n2"), state.id("n3"))
+        let context = Coordinator.Context(now: 100_000, leaseEnds: [n2: 1_000], members: [n1, n3])
+        #expect(!Coordinator.plan(state, context).contains { if case .declareFenced(n2, _) = $0 { true } else { false } })
+        state.must(.migrationFailed(job: job, reason: "aborted"))
+        #expect(Coordinator.plan(state, context).contains { if case .declareFenced(n2, _) = $0 { true } else { false } })
     }
 
     /// A migration whose destination leaves is not failed by the membership change: the guest
@@ -119,7 +161,7 @@ import Testing
         state.settings.recovery.marginMs = 500
         state.lose("n1")
         let n1 = state.id("n1")
-        let context = Coordinator.Context(now: now, renewedBy: [n1: 1_000], fenceConfirmed: confirmed ? [n1] : [])
+        let context = Coordinator.Context(now: now, leaseEnds: [n1: 3_000], fenceConfirmed: confirmed ? [n1] : [])
         let fences = Coordinator.plan(state, context).compactMap { c -> String? in
             if case let .declareFenced(id, how) = c, id == n1 { how } else { nil }
         }
@@ -135,7 +177,7 @@ import Testing
         state.settings.recovery.marginMs = 500
         let n1 = state.id("n1")
         let members = state.sortedNodes.map(\.id)
-        let context = Coordinator.Context(now: now, renewedBy: [n1: 1_000], members: members)
+        let context = Coordinator.Context(now: now, leaseEnds: [n1: 3_000], members: members)
         let fences = Coordinator.plan(state, context).filter { if case .declareFenced(n1, _) = $0 { true } else { false } }
         #expect(fences.count == (fenced ? 1 : 0))
     }
