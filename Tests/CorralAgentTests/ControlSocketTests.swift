@@ -12,6 +12,14 @@ private final class HandlerLog: Sendable {
     var recordedPeers: [PeerCredentials] { peers.withLock { $0 } }
 }
 
+/// A one-way switch one task sets and another polls.
+private final class Flag: Sendable {
+    private let value = Mutex(false)
+
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
+}
+
 /// The primary group of the test process, so round trips pass for non-root users too.
 private let currentGroup: (name: String, id: UInt32) = {
     let entry = getgrgid(getgid())!.pointee
@@ -191,12 +199,16 @@ struct ControlSocketTests {
         }
     }
 
+    /// The handler answers only once the client has given up (no sleep: it waits for the
+    /// test's release, bounded so a client that never gives up cannot hang the server).
     @Test func clientTimesOutOnASlowHandler() async throws {
+        let released = Flag()
         try await withServer(handler: { request, _ in
-            try? await Task.sleep(for: .seconds(1))
+            _ = await waitUntil(timeout: .seconds(30), poll: .milliseconds(10)) { released.isSet }
             return request
         }) { _, socketPath, _ in
             let reply = await request(socketPath, "slow", timeout: 0.2)
+            released.set()
             #expect(reply == .failure(.timedOut(path: socketPath, seconds: 0.2)))
         }
     }
