@@ -225,6 +225,7 @@ struct LibvirtClusterTests {
                     o.vm("foxtrot")?.state == "failed"
                 }
                 #expect(o.vm("foxtrot")?.reason.contains("crashed 4 times") == true, "failed reason: \(String(describing: o.vm("foxtrot")))")
+                // Sleeps, not a wait: 3 s must pass to show that the failed VM is *not* restarted.
                 for _ in 0..<6 {
                     let s = watch.sample()
                     #expect(s.nodesListing("foxtrot").isEmpty, "a failed VM is not restarted: \(s)")
