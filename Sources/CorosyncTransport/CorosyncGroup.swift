@@ -100,6 +100,18 @@ public final class CorosyncGroup: Sendable {
         }
     }
 
+    /// One attempt of `multicast`, without its retries: a transient refusal (`isTransient`)
+    /// comes back at once, for callers that retry on a thread of their own.
+    public func multicastOnce(_ bytes: [UInt8]) throws(CorosyncError) {
+        try request("cpg_mcast_joined", retrying: false) {
+            bytes.withUnsafeBytes { buffer in
+                var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress),
+                                   iov_len: buffer.count)
+                return cpg_mcast_joined(dispatcher.cpg, CPG_TYPE_AGREED, &vector, 1)
+            }
+        }
+    }
+
     /// A snapshot of whether this node's partition is quorate, for code that cannot wait for the
     /// next `.quorum` event.
     public func quorumStatus() throws(CorosyncError) -> Bool {
@@ -108,10 +120,10 @@ public final class CorosyncGroup: Sendable {
         return info.flags & UInt32(VOTEQUORUM_INFO_QUORATE) != 0
     }
 
-    private func request(_ operation: String, _ call: () -> cs_error_t) throws(CorosyncError) {
+    private func request(_ operation: String, retrying: Bool = true, _ call: () -> cs_error_t) throws(CorosyncError) {
         try isOpen.withLock { (isOpen: inout Bool) throws(CorosyncError) in
             guard isOpen else { throw CorosyncError(CS_ERR_BAD_HANDLE, operation) }
-            try retryingTransient(operation, call)
+            if retrying { try retryingTransient(operation, call) } else { try CorosyncError.check(call(), operation) }
         }
     }
 
