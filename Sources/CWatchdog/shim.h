@@ -16,4 +16,17 @@ static inline int corral_watchdog_keepalive(int fd) {
     return ioctl(fd, WDIOC_KEEPALIVE, &unused);
 }
 
+/// The driver's capabilities (WDIOF_* flags in `options`). Returns 0 or -1 with errno set.
+static inline int corral_watchdog_get_support(int fd, unsigned int *options) {
+    struct watchdog_info info = {0};
+    int result = ioctl(fd, WDIOC_GETSUPPORT, &info);
+    if (result == 0) *options = info.options;
+    return result;
+}
+
+/// WDIOF_SETTIMEOUT: the driver takes WDIOC_SETTIMEOUT.
+static inline unsigned int corral_watchdog_can_set_timeout_flag(void) {
+    return WDIOF_SETTIMEOUT;
+}
+
 #endif
