@@ -19,6 +19,8 @@ public final class LibvirtHypervisor: Hypervisor {
     /// Replaced by a fresh connection when the daemon comes back after the old one died.
     private let connection: Mutex<LibvirtConnection>
     private let state = Mutex(State())
+    /// Tests' stand-in for the calls that decide whether a guest is here (nil: the connection).
+    private let lookupOverride: (any GuestLookup)?
 
     private struct State {
         var watcher: (@Sendable (HypervisorEvent) -> Void)?
@@ -38,6 +40,9 @@ public final class LibvirtHypervisor: Hypervisor {
         case staged
         /// Not here: stopped by us, failed to start, reported stopped, or left by migration.
         case gone
+        /// A start failed and libvirt could not be asked whether the guest runs anyway:
+        /// nothing is claimed until a recheck can tell.
+        case unknown
     }
 
     private struct GuestQueues {
@@ -49,16 +54,27 @@ public final class LibvirtHypervisor: Hypervisor {
 
     /// Connects to the daemon at `uri` (blocking) and subscribes to its guests' events.
     /// `migrationURI` names the destination daemon as the source daemon reaches it.
-    public init(uri: String = "qemu:///system",
-                migrationURI: @escaping @Sendable (MigrationTarget) -> String = { "qemu+tcp://\($0.address)/system" }) throws(LibvirtError) {
+    public convenience init(uri: String = "qemu:///system",
+                            migrationURI: @escaping @Sendable (MigrationTarget) -> String = { "qemu+tcp://\($0.address)/system" }) throws(LibvirtError) {
+        try self.init(uri: uri, migrationURI: migrationURI, lookup: nil)
+    }
+
+    /// `lookup` replaces the connection for looking guests up, destroying and undefining them.
+    init(uri: String, migrationURI: @escaping @Sendable (MigrationTarget) -> String = { "qemu+tcp://\($0.address)/system" },
+         lookup: (any GuestLookup)?, retryPause: Duration = .seconds(1)) throws(LibvirtError) {
         self.uri = uri
         self.migrationURI = migrationURI
+        self.lookupOverride = lookup
+        self.retryPause = retryPause
         let connection = try LibvirtConnection(uri: uri)
         self.connection = Mutex(connection)
         try subscribe(to: connection)
     }
 
     private var libvirt: LibvirtConnection { connection.withLock { $0 } }
+    private var guests: any GuestLookup { lookupOverride ?? libvirt }
+    /// Between tries of a stop, and before a recheck after libvirt did not answer.
+    private let retryPause: Duration
 
     // MARK: Hypervisor
 
@@ -93,8 +109,16 @@ public final class LibvirtHypervisor: Hypervisor {
                 outcome = .running(vm)
             } catch {
                 // A repeated start finds the guest already running here: that is what was asked.
-                let running = (try? libvirt.domain(named: vm))?.state == .running
-                outcome = running ? .running(vm) : .startFailed(vm, reason: error.message)
+                // If libvirt cannot say, the guest may run: neither a start nor a failure is
+                // claimed until a recheck can tell.
+                do throws(LibvirtError) {
+                    let running = try self.guests.domain(named: vm)?.state == .running
+                    outcome = running ? .running(vm) : .startFailed(vm, reason: error.message)
+                } catch let query {
+                    self.record(vm, .unknown)
+                    report(.queryFailed(vm, reason: "the start failed (\(error.message)) and whether it runs anyway is unknown: \(query.message)"))
+                    return self.recheckLater(vm, attempt: 1)
+                }
             }
             self.record(vm, outcome == .running(vm) ? .running : .gone)
             report(outcome)
@@ -124,21 +148,29 @@ public final class LibvirtHypervisor: Hypervisor {
     }
 
     /// Destroys the guest and removes any persistent definition. If libvirt cannot destroy it
-    /// after a few tries nothing is reported: the guest may still run, and saying otherwise
-    /// could let it run twice.
+    /// after a few tries the stop fails (`.stopFailed`): the guest may still run, and saying it
+    /// stopped could let it run twice. Only a stop libvirt confirmed is reported as a stop.
     public func stop(_ vm: String, report: @escaping @Sendable (HypervisorEvent) -> Void) {
         onGuestQueue(vm) {
             for attempt in 1...Self.stopAttempts {
-                do {
+                do throws(LibvirtError) {
                     try self.remove(vm)
                     self.record(vm, .gone)
                     report(.stopped(vm, crashed: false))
                     return
                 } catch {
-                    if attempt < Self.stopAttempts { Thread.sleep(forTimeInterval: 1) }
+                    guard attempt < Self.stopAttempts else {
+                        return report(.stopFailed(vm, reason: "\(Self.stopAttempts) tries: \(error.message)"))
+                    }
+                    Thread.sleep(forTimeInterval: self.retryPauseSeconds)
                 }
             }
         }
+    }
+
+    private var retryPauseSeconds: TimeInterval {
+        let (seconds, attoseconds) = retryPause.components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     }
 
     private static let stopAttempts = 3
@@ -232,18 +264,20 @@ public final class LibvirtHypervisor: Hypervisor {
         }
         let libvirt = self.libvirt
         let rate = TransferRate()
+        let began = ContinuousClock.now
         let poller = ProgressPoller {
             // Until the destination QEMU is up (~1 s under TCG) the job has no figures yet.
             guard let stats = try? libvirt.jobStats(vm), stats.type.isRunning, stats.dataTotal > 0 else { return }
-            let sending = rate.add(elapsedMs: stats.timeElapsedMs, transferred: stats.dataProcessed)
+            // Our monotonic clock, not the job's elapsed time: libvirt counts that on the wall
+            // clock, which may step back (NTP, an operator) in the middle of a migration.
+            let sending = rate.add(elapsedMs: Self.milliseconds(since: began), transferred: stats.dataProcessed)
             report(.migrationProgress(job: job, MigrationProgress(stats, rateMiBps: sending)))
         }
         let parameters = MigrationParameters(bandwidthMiBps: Self.libvirtCap(bandwidth))
-        let began = ContinuousClock.now
         let outcome = Result { () throws(LibvirtError) in
             try migrating.migrate(vm, to: destinationURI, parameters: parameters, flags: flags)
         }
-        let wall = ContinuousClock.now - began
+        let wallMs = Self.milliseconds(since: began)
         poller.stop()
         switch outcome {
         case .success:
@@ -251,14 +285,21 @@ public final class LibvirtHypervisor: Hypervisor {
             let downtime = migration.completedStats(waitingAtMost: .seconds(2))?.downtimeMs ?? 0
             // What set-up and switch-over cost, for the scheduler's start-ahead; only when the
             // transfer was watched long enough to tell.
-            let span = Int(rate.transferSpanMs)
+            let span = rate.transferSpanMs
             if span >= 1_000 {
-                report(.migrationOverhead(ms: max(0, Int(wall / .milliseconds(1)) - span)))
+                report(.migrationOverhead(ms: Int(clamping: wallMs > span ? wallMs - span : 0)))
             }
-            report(.migrationCompleted(job: job, vm: vm, downtimeMs: Int(downtime)))
+            report(.migrationCompleted(job: job, vm: vm, downtimeMs: Int(clamping: downtime)))
         case let .failure(error):
             report(.migrationFailed(job: job, reason: error.message))
         }
+    }
+
+    /// Whole milliseconds since `start` on the monotonic clock, never negative.
+    static func milliseconds(since start: ContinuousClock.Instant) -> UInt64 {
+        let (seconds, attoseconds) = (ContinuousClock.now - start).components
+        guard seconds >= 0 else { return 0 }
+        return UInt64(seconds).multipliedReportingOverflow(by: 1000).partialValue + UInt64(attoseconds / 1_000_000_000_000_000)
     }
 
     /// The source's final statistics (with the downtime) arrive only as an event: a transient
@@ -280,11 +321,21 @@ public final class LibvirtHypervisor: Hypervisor {
 
     /// Runs on the guest's queue: turns libvirt's lifecycle events into the contract's
     /// unsolicited reports. Our own stops are already `.gone`, so their events say nothing.
-    private func apply(_ event: DomainLifecycleEvent) {
+    func apply(_ event: DomainLifecycleEvent) {
         let vm = event.domain
         // A stop event can arrive after the same name was created again (an unstaged guest
         // staged anew, a stop followed by a start): it speaks of an incarnation already gone.
-        if case .stopped = event.change, (try? libvirt.domain(named: vm))?.isActive == true { return }
+        // When libvirt cannot say, the event is no proof that this guest stopped: nothing is
+        // claimed (`.queryFailed`, not a crash) until a recheck can tell.
+        if case .stopped = event.change {
+            do throws(LibvirtError) {
+                if try guests.domain(named: vm)?.isActive == true { return }
+            } catch {
+                guard [nil, .running, .arriving, .unknown].contains(presence(vm)) else { return }
+                notify(.queryFailed(vm, reason: "libvirt reported it stopped but cannot be asked whether it runs: \(error.message)"))
+                return recheckLater(vm, attempt: 1)
+            }
+        }
         let report: HypervisorEvent? = state.withLock { state in
             let before = state.guests[vm]
             switch event.change {
@@ -339,13 +390,38 @@ public final class LibvirtHypervisor: Hypervisor {
         return true
     }
 
-    /// Runs on the guest's queue after a reconnect: reports a guest that stopped or arrived
-    /// while no events came.
-    private func recheck(_ vm: String) {
+    /// How often a guest libvirt could not be asked about is asked again (`retryPause` apart,
+    /// doubling) before the agent stops asking; `.queryFailed` was reported at the first.
+    static let recheckAttempts = 6
+
+    /// Runs `recheck` on the guest's queue after a pause.
+    private func recheckLater(_ vm: String, attempt: Int) {
+        let delayMs = Int(retryPauseSeconds * 1000) << min(attempt - 1, 5)
+        queues(for: vm).work.asyncAfter(deadline: .now() + .milliseconds(delayMs)) {
+            self.recheck(vm, attempt: attempt)
+        }
+    }
+
+    /// Runs on the guest's queue after a reconnect, or after libvirt could not be asked about the
+    /// guest: reports a guest that stopped or arrived while no events came (or while nobody could
+    /// tell). A query that fails again is reported once and retried a few times; it is never
+    /// taken for a stop.
+    func recheck(_ vm: String, attempt: Int = 0) {
         let found: DomainSummary?
-        do { found = try libvirt.domain(named: vm) } catch { return }
+        do throws(LibvirtError) { found = try guests.domain(named: vm) } catch {
+            guard [.running, .arriving, .unknown].contains(presence(vm)) else { return }
+            if attempt == 0 { notify(.queryFailed(vm, reason: "cannot ask libvirt whether it runs: \(error.message)")) }
+            if attempt < Self.recheckAttempts { recheckLater(vm, attempt: attempt + 1) }
+            return
+        }
         let report: HypervisorEvent? = state.withLock { state in
             switch state.guests[vm] {
+            case .unknown where found?.state == .running:
+                state.guests[vm] = .running
+                return .running(vm)
+            case .unknown where found?.isActive != true:
+                state.guests[vm] = .gone
+                return .startFailed(vm, reason: "it does not run here")
             case .running where found?.isActive != true:
                 state.guests[vm] = .gone
                 return .stopped(vm, crashed: true)
@@ -379,7 +455,7 @@ public final class LibvirtHypervisor: Hypervisor {
     /// Destroys the guest if it runs and removes its persistent definition if it has one; a
     /// guest that does not exist is already stopped.
     private func remove(_ vm: String) throws(LibvirtError) {
-        let libvirt = self.libvirt
+        let libvirt = guests
         guard let guest = try libvirt.domain(named: vm) else { return }
         if guest.isActive {
             do { try libvirt.destroy(vm) } catch where error.isNoSuchDomain || error.isInvalidForState {}
@@ -410,6 +486,16 @@ public final class LibvirtHypervisor: Hypervisor {
 
 /// One `migrate` call from queued to finished, shared by the guest's queue (which runs it), its
 /// control queue (bandwidth, abort) and libvirt's event thread (final statistics).
+/// The libvirt calls that decide whether a guest is here or gone, apart so tests can make them
+/// fail; the connection itself in production.
+protocol GuestLookup: Sendable {
+    func domain(named name: String) throws(LibvirtError) -> DomainSummary?
+    func destroy(_ name: String) throws(LibvirtError)
+    func undefine(_ name: String) throws(LibvirtError)
+}
+
+extension LibvirtConnection: GuestLookup {}
+
 private final class OutgoingMigration: Sendable {
     let job: Int
     let vm: String
@@ -499,9 +585,11 @@ private extension MigrationProgress {
     /// Sizes rounded up (a last partial MiB still remains), rates to the nearest MiB/s.
     init(_ stats: JobStats, rateMiBps: Int) {
         let mebibyte: UInt64 = 1 << 20
-        self.init(totalMiB: Int((stats.dataTotal + mebibyte - 1) / mebibyte),
-                  remainingMiB: Int((stats.dataRemaining + mebibyte - 1) / mebibyte),
+        // Division first: figures near UInt64.max (a garbled answer) must not overflow.
+        func up(_ bytes: UInt64) -> Int { Int(clamping: bytes / mebibyte + (bytes % mebibyte == 0 ? 0 : 1)) }
+        self.init(totalMiB: up(stats.dataTotal),
+                  remainingMiB: up(stats.dataRemaining),
                   rateMiBps: rateMiBps,
-                  dirtyRateMiBps: Int((stats.memoryDirtyBytesPerSecond + mebibyte / 2) / mebibyte))
+                  dirtyRateMiBps: Int(clamping: stats.memoryDirtyBytesPerSecond / mebibyte + (stats.memoryDirtyBytesPerSecond % mebibyte >= mebibyte / 2 ? 1 : 0)))
     }
 }
