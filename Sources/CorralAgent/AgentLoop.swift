@@ -16,6 +16,8 @@ public final class AgentLoop: @unchecked Sendable {
         case hypervisor(HypervisorEvent)
         case fenceResult(NodeID, fenced: Bool)
         case unreachable([NodeID])
+        /// A failure the shell found on its own threads (a multicast that could not be sent).
+        case input(Input)
         case shutdown
     }
 
@@ -25,6 +27,8 @@ public final class AgentLoop: @unchecked Sendable {
     private let watchdog: Watchdog
     private let fenceAgent: FenceAgent?
     private let store: StateFileStore
+    private let saver: StateSaver
+    private let broadcaster: Broadcaster
     private let events: AsyncStream<Event>
     private let sink: AsyncStream<Event>.Continuation
     // Owned by the loop task only.
@@ -38,6 +42,10 @@ public final class AgentLoop: @unchecked Sendable {
     private var dirty = false
     private var lastPersist: Millis = 0
     private var syncStarted: Millis?
+    /// Corosync's events as the core's inputs; holds votequorum's last verdict.
+    private var corosyncInputs = CorosyncInputs()
+    /// The watchdog problem the core was last told about; nil while the watchdog works.
+    private var watchdogProblem: WatchdogProblem?
 
     public static let tickMs: Millis = 100
     static let persistEveryMs: Millis = 200
@@ -51,7 +59,10 @@ public final class AgentLoop: @unchecked Sendable {
         self.watchdog = watchdog
         self.fenceAgent = configuration.fenceAgent.map { FenceAgent(command: $0) }
         self.store = StateFileStore(directory: configuration.stateDirectory)
-        (events, sink) = AsyncStream.makeStream(of: Event.self)
+        self.saver = StateSaver(store: store, log: log)
+        let (events, sink) = AsyncStream.makeStream(of: Event.self)
+        (self.events, self.sink) = (events, sink)
+        self.broadcaster = Broadcaster { sequence, reason in sink.yield(.input(.broadcastFailed(sequence: sequence, reason: reason))) }
         let (group, votes, addresses) = await Self.connect(configuration.groupName, log: log)
         self.group = group
         self.expectedVotes = votes
@@ -102,6 +113,8 @@ public final class AgentLoop: @unchecked Sendable {
             handle(event)
         }
         persist(force: true)
+        saver.flush()
+        broadcaster.flush()
         if core.localVMs.isEmpty {
             watchdog.disarm()
         } else {
@@ -151,32 +164,41 @@ public final class AgentLoop: @unchecked Sendable {
             execute(core.step(.hypervisor(event), now: now))
         case let .fenceResult(node, fenced): execute(core.step(.fenceAgentResult(node, fenced: fenced), now: now))
         case let .unreachable(nodes): execute(core.step(.unreachable(nodes), now: now))
+        case let .input(input): execute(core.step(input, now: now))
         case .shutdown: break
         }
     }
 
+    /// Corosync's events through `CorosyncInputs`. Quorum is votequorum's verdict, not a head
+    /// count: the core gets the CPG members with votequorum's last verdict, again whenever that
+    /// verdict changes without a CPG change, and not quorate after a CPG change that removed
+    /// nodes votequorum still lists, until votequorum confirms (its notification and the CPG
+    /// change come over separate connections in either order; see `CorosyncInputs`). A
+    /// delivery that does not decode, or names another origin, reaches the core as `.undecodable`.
     private func onCorosync(_ event: CorosyncEvent, now: Millis) {
         switch event {
         case let .delivered(from, payload):
-            do {
-                let envelope = try EnvelopeCodec.decode(payload)
-                guard envelope.origin == from else {
-                    return log.write("dropped a message from node \(from) claiming to be from node \(envelope.origin)")
-                }
-                execute(core.step(.delivered(envelope), now: now))
-            } catch {
-                log.write("dropped a message from node \(from): \(error)")
-            }
+            let input = CorosyncInputs.delivery(from: from, payload: payload)
+            if case let .undecodable(_, reason) = input { log.write("cannot use a message from node \(from): \(reason)") }
+            execute(core.step(input, now: now))
         case let .membership(members, joined, left, agentOnly):
-            let quorate = members.count * 2 > expectedVotes
-            log.write("membership \(members) joined \(joined) left \(left)\(agentOnly.isEmpty ? "" : " (agent only: \(agentOnly))") quorate=\(quorate)")
+            let input = corosyncInputs.membership(members: members, left: left, agentOnly: agentOnly)
+            let waiting = corosyncInputs.unconfirmedDepartures.sorted()
+            log.write("membership \(members) joined \(joined) left \(left)\(agentOnly.isEmpty ? "" : " (agent only: \(agentOnly))") quorate=\(corosyncInputs.quorate)"
+                      + (waiting.isEmpty ? "" : " (until votequorum confirms that \(waiting) left)"))
             syncStarted = now
-            execute(core.step(.membership(members: members, quorate: quorate, agentOnly: agentOnly), now: now))
+            execute(core.step(input, now: now))
         case let .quorum(quorate, members):
             log.write("votequorum: quorate=\(quorate) members \(members)")
+            if let input = corosyncInputs.quorum(quorate: quorate, members: members) {
+                log.write("quorum now \(corosyncInputs.quorate) for the same membership \(corosyncInputs.members ?? [])")
+                syncStarted = now
+                execute(core.step(input, now: now))
+            }
         case let .disconnected(error):
             log.write("lost Corosync: \(error); stopping local VMs and reconnecting")
             group = nil
+            corosyncInputs.disconnected()
             execute(core.step(.membership(members: [core.id], quorate: false), now: now))
             let sink = self.sink, name = configuration.groupName, log = self.log
             Task {
@@ -200,9 +222,15 @@ public final class AgentLoop: @unchecked Sendable {
         for directive in directives {
             switch directive {
             case let .broadcast(envelope):
+                // Without a group the core already has a membership of itself, not quorate.
                 guard let group else { continue }
-                do { try group.multicast(EnvelopeCodec.encode(envelope)) } catch {
-                    log.write("multicast failed: \(error)")
+                broadcaster.send(envelope) { bytes in
+                    do throws(CorosyncError) {
+                        try group.multicastOnce(bytes)
+                        return .sent
+                    } catch {
+                        return error.isTransient ? .transient(error.description) : .failed(error.description)
+                    }
                 }
             case let .startVM(spec, tokens):
                 log.write("starting \(spec.name)")
@@ -230,7 +258,7 @@ public final class AgentLoop: @unchecked Sendable {
                 }
                 log.write("running the fence agent against \(name)")
                 fenceAgent.fence(name, log: log) { [sink] in sink.yield(.fenceResult(node, fenced: $0)) }
-            case let .renewLease(until): watchdog.arm(until: until)
+            case let .renewLease(until): armWatchdog(until: until)
             case let .reply(id, reply): pendingReplies.removeValue(forKey: id)?(.reply(reply))
             case .stateChanged: dirty = true
             case let .log(text): log.write(text)
@@ -238,18 +266,28 @@ public final class AgentLoop: @unchecked Sendable {
         }
     }
 
+    /// Renews the watchdog; a problem is told to the core once (the same problem again at the
+    /// next renewal is not news), and the log says when the watchdog works again.
+    private func armWatchdog(until deadline: Millis) {
+        let problem = watchdog.arm(until: deadline)
+        guard problem != watchdogProblem else { return }
+        watchdogProblem = problem
+        guard let problem else { return log.write("the watchdog is armed as asked again") }
+        log.write("watchdog: \(problem)")
+        // Queued, not stepped here: this runs among the directives of an earlier step, which
+        // must all be carried out before the core's next output.
+        sink.yield(.input(.watchdogFailed(reason: problem.description)))
+    }
+
     // MARK: persistence
 
+    /// Hands the state to the saver, which writes it off the loop (its failures are logged there).
     private func persist(force: Bool) {
         let now = Self.now()
         guard dirty, force || now - lastPersist >= Self.persistEveryMs else { return }
-        do {
-            try store.save(JSONCoding.encode(core.state))
-            dirty = false
-            lastPersist = now
-        } catch {
-            log.write("cannot save state: \(error)")
-        }
+        saver.save(core.state)
+        dirty = false
+        lastPersist = now
     }
 
     static func loadState(_ store: StateFileStore, log: AgentLog) -> ClusterState {
