@@ -125,8 +125,12 @@ public struct CorralNode: Sendable {
         case let .request(requestID, request, whatIf): onRequest(requestID, request, whatIf: whatIf, &out)
         case let .hypervisor(event): onHypervisor(event, &out)
         case let .fenceAgentResult(node, fenced):
-            if fenced { fenceConfirmed.insert(node) }
-            out.append(.log("fence agent for \(state.nodeName(node)): \(fenced ? "confirmed off" : "did not confirm")"))
+            // Only an answer to the fencing under way counts: one that arrives after the node
+            // came back (its fencing was forgotten) says nothing about its next failure.
+            let current = fenceAsked.contains(node) && state.nodes[node]?.health == .fencing
+            if fenced && current { fenceConfirmed.insert(node) }
+            out.append(.log("fence agent for \(state.nodeName(node)): \(fenced ? "confirmed off" : "did not confirm")"
+                            + (current ? "" : " (a late answer to an earlier fencing: ignored)")))
         case let .unreachable(nodes):
             unreachable = Set(nodes).subtracting([id])
             out.append(.log("Corosync's link heartbeat " + (unreachable.isEmpty ? "reaches every peer"

@@ -3,7 +3,7 @@ import CorralSimulator
 import Foundation
 
 /// `corral simulate SCENARIO.json [--seed S] [--json]` and
-/// `corral simulate --random --nodes N --vms V --seeds A..B [--json | --trace]`.
+/// `corral simulate --random --nodes N --vms V --seeds A..B [--shell-faults] [--json | --trace]`.
 ///
 /// `--trace` prints, per seed, the core step count and an FNV-1a 64 digest of the full report
 /// text: two processes (each with its own randomised `Hasher` seed) must print the same bytes,
@@ -11,21 +11,22 @@ import Foundation
 /// cannot: its hash seed is the same for every run; see DeterminismTests).
 enum SimulateCommand {
     static func run(_ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
-        var args = try Arguments(raw, flags: ["json", "random", "trace", "verbose"])
+        var args = try Arguments(raw, flags: ["json", "random", "shell-faults", "trace", "verbose"])
         let json = args.flag("json")
         if args.flag("random") {
             let nodes = try args.int("nodes", default: 5, min: 1)!
             let vms = try args.int("vms", default: 12, min: 1)!
             let faults = try args.int("faults", default: 10, min: 0)!
+            let shape = RandomShape(nodes: nodes, vms: vms, faults: faults, shellFaults: args.flag("shell-faults"))
             let seeds = try seedRange(args.option("seeds") ?? "1..100")
             let verbose = args.flag("verbose")
             let trace = args.flag("trace")
             try args.rejectUnknown()
             if trace {
                 guard !json && !verbose else { throw UsageError("--trace goes with neither --json nor --verbose") }
-                return runTrace(nodes: nodes, vms: vms, faults: faults, seeds: seeds)
+                return runTrace(shape, seeds: seeds)
             }
-            return runRandom(nodes: nodes, vms: vms, faults: faults, seeds: seeds, json: json, verbose: verbose)
+            return runRandom(shape, seeds: seeds, json: json, verbose: verbose)
         }
         let seed = UInt64(try args.int("seed", default: 1)!)
         if args.flag("trace") { throw UsageError("--trace goes with --random only") }
@@ -40,15 +41,17 @@ enum SimulateCommand {
         return report.violations.isEmpty ? 0 : 1
     }
 
-    private static func runRandom(nodes: Int, vms: Int, faults: Int, seeds: ClosedRange<UInt64>, json: Bool, verbose: Bool) -> Int32 {
+    private static func runRandom(_ shape: RandomShape, seeds: ClosedRange<UInt64>, json: Bool, verbose: Bool) -> Int32 {
+        let (nodes, vms) = (shape.nodes, shape.vms)
         var failing = 0
         var lines: [String] = []
         for seed in seeds {
-            let report = Simulation(scenario: RandomScenario.make(nodes: nodes, vms: vms, seed: seed, faults: faults), seed: seed).run()
+            let report = Simulation(scenario: shape.scenario(seed: seed), seed: seed).run()
             if !report.violations.isEmpty { failing += 1 }
             if json {
                 lines.append("{\"seed\":\(seed),\"violations\":[\(report.violations.map { JSONText.quote($0.text) }.joined(separator: ","))]}")
-            } else if !report.violations.isEmpty {
+            } else if !report.violations.isEmpty || (verbose && seeds.count == 1) {
+                // One seed with --verbose: its whole timeline, clean or not (to replay and read).
                 if verbose { lines.append(report.text) }
                 lines.append("seed \(seed): \(report.violations.count) violations")
                 lines += report.violations.map { "  \(Double($0.atMs) / 1000)s \($0.text)" }
@@ -64,14 +67,14 @@ enum SimulateCommand {
     }
 
     /// One line per seed: `seed S steps N violations V text FNV1A64`, then the summary line.
-    private static func runTrace(nodes: Int, vms: Int, faults: Int, seeds: ClosedRange<UInt64>) -> Int32 {
+    private static func runTrace(_ shape: RandomShape, seeds: ClosedRange<UInt64>) -> Int32 {
         var failing = 0
         for seed in seeds {
-            let report = Simulation(scenario: RandomScenario.make(nodes: nodes, vms: vms, seed: seed, faults: faults), seed: seed).run()
+            let report = Simulation(scenario: shape.scenario(seed: seed), seed: seed).run()
             if !report.violations.isEmpty { failing += 1 }
             print("seed \(seed) steps \(report.coreSteps) violations \(report.violations.count) text \(fnv1a64Hex(report.text))")
         }
-        print("\(seeds.count) seeds, \(nodes) nodes, \(vms) VMs: \(failing) with violations")
+        print("\(seeds.count) seeds, \(shape.nodes) nodes, \(shape.vms) VMs: \(failing) with violations")
         return failing == 0 ? 0 : 1
     }
 
@@ -93,5 +96,16 @@ enum SimulateCommand {
             throw UsageError("--seeds takes A..B with A ≤ B, not \(text)")
         }
         return a...b
+    }
+}
+
+/// What `--random` draws: cluster size, fault count, and whether shell faults are drawn too.
+struct RandomShape {
+    var nodes: Int
+    var vms: Int
+    var faults: Int
+    var shellFaults: Bool
+    func scenario(seed: UInt64) -> Scenario {
+        RandomScenario.make(nodes: nodes, vms: vms, seed: seed, faults: faults, shellFaults: shellFaults)
     }
 }

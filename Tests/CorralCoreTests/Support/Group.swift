@@ -12,6 +12,10 @@ struct Group {
     var directives: [NodeID: [Directive]] = [:]
     private var view: [NodeID: [NodeID]] = [:]
     private var queue: [Envelope] = []
+    /// Agents frozen (SIGSTOP of corrald while Corosync runs): their inputs wait here.
+    private var frozen: [NodeID: [Input]] = [:]
+    /// Nodes whose next multicast fails in the shell (reported back as `broadcastFailed`).
+    var failNextBroadcast: Set<NodeID> = []
 
     /// One node per entry, each starting from its own copy of a state (they may differ).
     init(_ states: [NodeID: ClusterState]) {
@@ -42,12 +46,37 @@ struct Group {
     /// Feeds one input to one node and queues what it broadcasts; returns its other directives.
     @discardableResult
     mutating func feed(_ node: NodeID, _ input: Input) -> [Directive] {
+        if frozen[node] != nil {
+            frozen[node]!.append(input)
+            return []
+        }
         var rest: [Directive] = []
+        var failed: [UInt64] = []
         for d in nodes[node]!.step(input, now: now) {
-            if case let .broadcast(e) = d { queue.append(e) } else { rest.append(d) }
+            if case let .broadcast(e) = d {
+                if failNextBroadcast.remove(node) != nil { failed.append(e.sequence) } else { queue.append(e) }
+            } else {
+                rest.append(d)
+            }
         }
         directives[node, default: []] += rest
+        for sequence in failed { rest += feed(node, .broadcastFailed(sequence: sequence, reason: "test: multicast failed")) }
         return rest
+    }
+
+    /// Freezes a node's agent: it stays a member, its inputs queue up until `thaw`.
+    mutating func freeze(_ node: NodeID) { frozen[node] = frozen[node] ?? [] }
+
+    /// Runs a frozen agent again: it works through what queued up, then everything settles.
+    mutating func thaw(_ node: NodeID) {
+        let backlog = frozen.removeValue(forKey: node) ?? []
+        for input in backlog { feed(node, input) }
+        settle()
+    }
+
+    /// The log lines a node has produced.
+    func logs(_ node: NodeID) -> [String] {
+        (directives[node] ?? []).compactMap { if case let .log(text) = $0 { text } else { nil } }
     }
 
     /// Delivers queued messages in order until the group is quiet; bounded so a chatty bug
@@ -70,7 +99,7 @@ struct Group {
         let end = now + ms
         while now < end {
             now = min(end, now + tick)
-            for id in ids where view[id] != nil { feed(id, .tick) }
+            for id in ids where view[id] != nil && frozen[id] == nil { feed(id, .tick) }
             settle()
         }
     }

@@ -1,0 +1,171 @@
+import CorralCore
+import Testing
+
+/// Paths by which a VM could run twice or a healthy cluster could self-fence, each closed:
+/// lease length changes, a silent member during a state sync, a delivery this node cannot
+/// read, a member of another protocol version, shell failures, and late fence-agent answers.
+/// Every test here failed (or could not be written) before the fix it names.
+@Suite struct SafetyHardeningTests {
+    /// Three synced nodes; "a" runs on n1. `leaseMs` is the setting at the start.
+    static func runningGroup(leaseMs: Int = 2_000, fenceAgent: Bool = false) -> Group {
+        var settings = ClusterSettings()
+        settings.recovery = RecoverySettings(leaseMs: leaseMs, marginMs: 500, heartbeatMs: 250, fenceAgent: fenceAgent)
+        var state = cluster("n1:8192 n2:8192 n3:8192", settings: settings)
+        state.pending(vm("a", 1024, preferred: ["n1"]))
+        var group = Group(state)
+        group.membership([1, 2, 3], quorate: true)
+        group.advance(by: 100)
+        group.feed(1, .hypervisor(.running("a")))
+        group.settle()
+        #expect(group.nodes[1]?.state.vms["a"]?.state == .running)
+        return group
+    }
+
+    /// Lowering `fencing.lease-ms` (30 s → 5 s) does not shorten the lease a node already
+    /// holds, so the majority must wait out the 30 s lease of a node cut off right after the
+    /// change. (Before: the coordinator judged it by the new setting and restarted its VM
+    /// after 5.5 s while the node still ran it.)
+    @Test func aLoweredLeaseIsWaitedOut() {
+        var group = Self.runningGroup(leaseMs: 30_000)
+        group.advance(by: 1_000)
+        group.feed(2, .request(id: 1, .setConfig(key: "fencing.lease-ms", value: "5000"), whatIf: false))
+        group.settle()
+        #expect(group.nodes[2]?.state.settings.recovery.leaseMs == 5_000)
+        group.advance(by: 500)
+        group.membership([2, 3], quorate: true)
+        group.membership([1], quorate: false)
+        group.advance(by: 20_000)
+        #expect(group.stops(1).isEmpty, "n1 still holds its 30 s lease")
+        #expect(group.starts(2) + group.starts(3) == [], "nobody restarts a while n1 may run it")
+        group.advance(by: 12_000)
+        #expect(group.stops(1) == ["a"])
+        #expect(group.starts(2) + group.starts(3) == ["a"])
+    }
+
+    /// The lease each heartbeat granted is kept in the replicated state, so a coordinator that
+    /// joins later (it did not see those heartbeats) still waits out the longest one.
+    @Test func theLongestLeaseIsReplicated() {
+        var group = Self.runningGroup(leaseMs: 30_000)
+        group.advance(by: 1_000)
+        group.feed(2, .request(id: 1, .setConfig(key: "fencing.lease-ms", value: "5000"), whatIf: false))
+        group.settle()
+        group.advance(by: 1_000)
+        #expect(group.nodes[3]?.state.nodes[1]?.longestLeaseMs == 30_000)
+    }
+
+    /// A member whose agent is frozen while its Corosync runs stays in the membership and
+    /// never offers: the sync settles without it at its deadline (before: every other node
+    /// waited for ever, without a coordinator, and nobody could fail anything over). Leases
+    /// are renewed during the sync meanwhile, and the frozen node adopts the state once thawed.
+    @Test func aFrozenMemberDoesNotStallTheSync() {
+        var group = Self.runningGroup()
+        group.freeze(3)
+        group.membership([1, 2, 3], quorate: true)
+        group.advance(by: 500)
+        #expect(group.nodes[1]?.syncing == true)
+        let renewedDuringSync = group.nodes[1]!.leaseExpiry!
+        #expect(renewedDuringSync > group.now, "heartbeats renew the lease during a sync")
+        group.advance(by: 1_000)
+        #expect(group.nodes[1]?.syncing == false)
+        #expect(group.nodes[1]?.isCoordinator == true)
+        #expect(group.nodes[2]?.canAct == true)
+        #expect(group.logs(1).contains { $0.hasPrefix("state sync deadline: no offer from [\"n3\"]") })
+        group.thaw(3)
+        group.advance(by: 300)
+        #expect(group.nodes[3]?.syncing == false)
+        #expect(Set(group.digests).count == 1)
+    }
+
+    /// A delivery this node could not read may have been a command the others applied: it
+    /// stops applying commands and a new sync round gives it the others' state (before: the
+    /// message was skipped and the node went on with a state that disagreed with the rest).
+    @Test func anUndecodableDeliveryStartsANewSyncRound() {
+        var group = Self.runningGroup()
+        let missed = Envelope(origin: 3, sequence: 9_999, body: .command(.pauseNode(2)))
+        group.feed(1, .delivered(missed))
+        group.feed(3, .delivered(missed))
+        group.feed(2, .undecodable(from: 3, reason: "test: bad payload"))
+        #expect(group.nodes[2]?.canAct == false)
+        group.settle()
+        group.advance(by: 200)
+        #expect(group.nodes[2]?.state.nodes[2]?.admin == .paused)
+        #expect(Set(group.digests).count == 1)
+        #expect(group.nodes[2]?.canAct == true)
+    }
+
+    /// A member that speaks another protocol version stops every node from acting (mixed
+    /// versions are refused by name, not misread), also past the sync deadline.
+    @Test func aMemberOfAnotherProtocolStopsEveryoneActing() {
+        var group = Self.runningGroup()
+        group.freeze(3)
+        group.membership([1, 2, 3], quorate: true)
+        let view = StateDigest.of([NodeID(1), 2, 3]) + "#0"
+        let old = SyncOffer(view: view, epoch: 0, version: 0, digest: "x", protocolVersion: 1)
+        for node in [NodeID(1), 2] { group.feed(node, .delivered(Envelope(origin: 3, sequence: 1, body: .syncOffer(old)))) }
+        group.advance(by: 3_000)
+        #expect(group.nodes[1]?.canAct == false)
+        #expect(group.nodes[2]?.isCoordinator == false)
+        #expect(group.nodes[1]?.unreadableMembers[3] == "speaks protocol 1, this node \(CorralNode.protocolVersion)")
+    }
+
+    /// A sync offer whose multicast failed is sent again at once: the sync completes without
+    /// waiting for its deadline (before: the failure was logged and the sync stalled).
+    @Test func aFailedSyncOfferIsSentAgain() {
+        var group = Self.runningGroup()
+        group.failNextBroadcast = [2]
+        group.membership([1, 2, 3], quorate: true)
+        #expect(group.nodes.values.allSatisfy { !$0.syncing })
+        #expect(group.logs(2).contains { $0.hasPrefix("could not multicast message") })
+    }
+
+    /// An operator request whose multicast failed is refused with the reason, not left hanging.
+    @Test func aRequestThatCouldNotBeSentIsRefused() {
+        var group = Self.runningGroup()
+        group.failNextBroadcast = [3]
+        let out = group.feed(3, .request(id: 5, .pauseNode("n2"), whatIf: false))
+        #expect(out.contains(.reply(id: 5, .refused("could not send the request to the cluster (test: multicast failed); retry"))))
+        group.settle()
+        #expect(group.nodes[3]?.state.nodes[2]?.admin == .active)
+    }
+
+    /// A node whose watchdog cannot be armed takes no VMs: it drains itself live.
+    @Test func aFailedWatchdogDrainsTheNode() {
+        var group = Self.runningGroup()
+        group.feed(1, .watchdogFailed(reason: "test: WDIOC_SETTIMEOUT failed"))
+        group.settle()
+        group.advance(by: 200)
+        #expect(group.nodes[2]?.state.nodes[1]?.admin == .draining)
+        #expect(group.nodes[2]?.state.activeJob(for: "a") != nil, "its VM moves live, nothing is stopped")
+        #expect(group.stops(1).isEmpty)
+    }
+
+    /// A VM stop that failed is asked for again (before: it was never retried, and the stop at
+    /// the lease's end was suppressed for good).
+    @Test func aFailedStopIsRetried() {
+        var group = Self.runningGroup()
+        group.membership([2, 3], quorate: true)
+        group.membership([1], quorate: false)
+        group.advance(by: 2_000)
+        #expect(group.stops(1) == ["a"])
+        group.feed(1, .hypervisor(.stopFailed("a", reason: "test: destroy failed")))
+        #expect(group.stops(1) == ["a", "a"])
+    }
+
+    /// A fence agent's answer that arrives after its target came back says nothing about the
+    /// target's next failure (before: it was kept, and the next time the node left it was
+    /// declared fenced at once while it still ran its VMs).
+    @Test func aLateFenceAnswerIsIgnored() {
+        var group = Self.runningGroup(fenceAgent: true)
+        group.membership([2, 3], quorate: true)
+        #expect((group.directives[2] ?? []).contains(.runFenceAgent(1, name: "n1")))
+        group.membership([1, 2, 3], quorate: true)
+        group.advance(by: 300)
+        group.feed(2, .fenceAgentResult(1, fenced: true))
+        #expect(group.logs(2).last?.hasSuffix("(a late answer to an earlier fencing: ignored)") == true)
+        group.membership([2, 3], quorate: true)
+        group.membership([1], quorate: false)
+        group.advance(by: 300)
+        #expect(group.nodes[2]?.state.nodes[1]?.health == .fencing, "not fenced by the stale answer")
+        #expect(group.starts(2) + group.starts(3) == [])
+    }
+}
