@@ -14,7 +14,7 @@ public final class AgentLoop: @unchecked Sendable {
         case tick
         case control(ControlRequest, reply: @Sendable (ControlResponse) -> Void)
         case hypervisor(HypervisorEvent)
-        case fenceResult(NodeID, fenced: Bool)
+        case fenceResult(NodeID, attempt: Int, fenced: Bool)
         case unreachable([NodeID])
         /// A failure the shell found on its own threads (a multicast that could not be sent).
         case input(Input)
@@ -162,7 +162,7 @@ public final class AgentLoop: @unchecked Sendable {
         case let .hypervisor(event):
             if let line = Self.describe(event) { log.write(line) }
             execute(core.step(.hypervisor(event), now: now))
-        case let .fenceResult(node, fenced): execute(core.step(.fenceAgentResult(node, fenced: fenced), now: now))
+        case let .fenceResult(node, attempt, fenced): execute(core.step(.fenceAgentResult(node, attempt: attempt, fenced: fenced), now: now))
         case let .unreachable(nodes): execute(core.step(.unreachable(nodes), now: now))
         case let .input(input): execute(core.step(input, now: now))
         case .shutdown: break
@@ -251,13 +251,13 @@ public final class AgentLoop: @unchecked Sendable {
                 hypervisor.unstage(vm)
             case let .setMigrationBandwidth(job, vm, bw): hypervisor.setMigrationBandwidth(job: job, vm: vm, MiBps: bw)
             case let .abortMigration(job, vm): hypervisor.abortMigration(job: job, vm: vm, report: report)
-            case let .runFenceAgent(node, name):
+            case let .runFenceAgent(node, name, attempt):
                 guard let fenceAgent else {
                     log.write("no fence agent configured here; waiting for \(name)'s self-fence lease")
                     continue
                 }
                 log.write("running the fence agent against \(name)")
-                fenceAgent.fence(name, log: log) { [sink] in sink.yield(.fenceResult(node, fenced: $0)) }
+                fenceAgent.fence(name, log: log) { [sink] in sink.yield(.fenceResult(node, attempt: attempt, fenced: $0)) }
             case let .renewLease(until): armWatchdog(until: until)
             case let .reply(id, reply): pendingReplies.removeValue(forKey: id)?(.reply(reply))
             case .stateChanged: dirty = true

@@ -12,8 +12,9 @@ import CorosyncTransport
 /// configured votes, `two_node`, `wait_for_all`, `last_man_standing` and the like, and it is
 /// what every other Corosync client on the node believes. The core gets
 /// `.membership(members:quorate:agentOnly:)` with the CPG group's members (the agents) and
-/// votequorum's verdict; when the verdict changes without a CPG change, the same members come
-/// again with the new verdict (and the last change's `agentOnly`).
+/// votequorum's verdict; when the verdict changes without a CPG change, `.quorum(quorate)`:
+/// the core then asks for a new sync round through the agreed order instead of starting one
+/// of its own (a round started by one member alone never completes with the others).
 ///
 /// Ordering: CPG configuration changes and votequorum notifications come over two IPC
 /// connections and `EventDispatcher` serves whichever fd is ready (CPG first within one poll
@@ -64,13 +65,13 @@ struct CorosyncInputs {
         return .membership(members: members, quorate: quorate, agentOnly: agentOnly)
     }
 
-    /// A votequorum notification: the membership again when what the core was told changes.
+    /// A votequorum notification: `.quorum` when what the core was told changes.
     mutating func quorum(quorate newVerdict: Bool, members quorumMembers: [NodeID]) -> Input? {
         let before = quorate
         verdict = (newVerdict, quorumMembers)
         unconfirmedDepartures.formIntersection(quorumMembers)
-        guard let members, quorate != before else { return nil }
-        return .membership(members: members, quorate: quorate, agentOnly: agentOnly)
+        guard members != nil, quorate != before else { return nil }
+        return .quorum(quorate)
     }
 
     /// The connection to Corosync is gone: nothing it said before counts.

@@ -69,7 +69,9 @@ public struct CorralNode: Sendable {
     private let minimumLeaseMs: Int
     /// Start of this node's current unbroken run of quorate memberships.
     private var quorateSince: Millis?
-    private var fenceAsked: Set<NodeID> = []
+    /// The fence agent attempt asked for each node being fenced (numbers never repeat).
+    private var fenceAsked: [NodeID: Int] = [:]
+    private var nextFenceAttempt = 1
     private var fenceConfirmed: Set<NodeID> = []
     /// Nodes whose agent left while their Corosync stayed: fenced by lease, not by the agent.
     private var agentOnlyLeft: Set<NodeID> = []
@@ -122,12 +124,13 @@ public struct CorralNode: Sendable {
             agentOnlyLeft.formUnion(agentOnly.filter { !members.contains($0) })
         case let .delivered(envelope): onDelivered(envelope, &out)
         case .tick: onTick(&out)
+        case let .quorum(newQuorate): onQuorumChange(newQuorate, &out)
         case let .request(requestID, request, whatIf): onRequest(requestID, request, whatIf: whatIf, &out)
         case let .hypervisor(event): onHypervisor(event, &out)
-        case let .fenceAgentResult(node, fenced):
-            // Only an answer to the fencing under way counts: one that arrives after the node
-            // came back (its fencing was forgotten) says nothing about its next failure.
-            let current = fenceAsked.contains(node) && state.nodes[node]?.health == .fencing
+        case let .fenceAgentResult(node, attempt, fenced):
+            // Only the answer to the latest ask counts: one that arrives after the node came
+            // back (or after it was asked about again) says nothing about its current failure.
+            let current = fenceAsked[node] == attempt && state.nodes[node]?.health == .fencing
             if fenced && current { fenceConfirmed.insert(node) }
             out.append(.log("fence agent for \(state.nodeName(node)): \(fenced ? "confirmed off" : "did not confirm")"
                             + (current ? "" : " (a late answer to an earlier fencing: ignored)")))
@@ -157,7 +160,7 @@ public struct CorralNode: Sendable {
         for node in newMembers {
             // A node that is back must be fenced afresh if it fails again.
             leftAt[node] = nil
-            fenceAsked.remove(node)
+            fenceAsked[node] = nil
             fenceConfirmed.remove(node)
             agentOnlyLeft.remove(node)
         }
@@ -176,6 +179,21 @@ public struct CorralNode: Sendable {
         out.append(.log("membership \(newMembers.map { state.nodeName($0) }) quorate=\(newQuorate)"))
         syncRound = 0
         startSyncRound(&out)
+    }
+
+    /// votequorum changed its verdict for the same membership. Losing quorum stops acting at
+    /// once. Gaining it asks for a new sync round: this membership's sync may have finished
+    /// without quorum (no epoch, no membership folded in), and a round must start at the same
+    /// point of the agreed order on every member, never on one alone.
+    private mutating func onQuorumChange(_ newQuorate: Bool, _ out: inout [Directive]) {
+        guard newQuorate != quorate else { return }
+        quorate = newQuorate
+        out.append(.log("votequorum: quorate=\(newQuorate) for the same membership"))
+        guard newQuorate else { quorateSince = nil; return }
+        quorateSince = now
+        syncing = true
+        resyncRequested = true
+        send(.resyncRequest(view: view), &out)
     }
 
     /// Starts a state sync round of the current membership: stop applying commands, offer
@@ -234,7 +252,8 @@ public struct CorralNode: Sendable {
     /// A member asks for a new sync round (it missed a delivery, or a round did not settle):
     /// every member starts it at this point of the agreed order.
     private mutating func onResyncRequest(view requestView: String, from origin: NodeID, _ out: inout [Directive]) {
-        guard quorate, requestView == view, members.contains(origin) else { return }
+        // Quorate or not, every member starts the round here: rounds must stay in step.
+        guard requestView == view, members.contains(origin) else { return }
         out.append(.log("\(state.nodeName(origin)) asked for a new state sync round"))
         syncRound += 1
         startSyncRound(&out)
@@ -347,10 +366,11 @@ public struct CorralNode: Sendable {
     private mutating func askFenceAgent(_ out: inout [Directive]) {
         guard isCoordinator, state.settings.recovery.fenceAgent || hasFenceAgent else { return }
         let grace = Millis(state.settings.recovery.fenceGraceMs)
-        for node in state.sortedNodes where node.health == .fencing && !fenceAsked.contains(node.id)
+        for node in state.sortedNodes where node.health == .fencing && fenceAsked[node.id] == nil
             && !agentOnlyLeft.contains(node.id) && now >= (leftAt[node.id] ?? now) + grace {
-            fenceAsked.insert(node.id)
-            out.append(.runFenceAgent(node.id, name: node.name))
+            fenceAsked[node.id] = nextFenceAttempt
+            out.append(.runFenceAgent(node.id, name: node.name, attempt: nextFenceAttempt))
+            nextFenceAttempt += 1
         }
     }
 

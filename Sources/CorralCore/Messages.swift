@@ -58,6 +58,10 @@ public enum Input: Sendable {
     /// membership (the agent stopped or restarted): no fence agent for them — their watchdog
     /// resets them if the agent does not return within the lease.
     case membership(members: [NodeID], quorate: Bool, agentOnly: [NodeID] = [])
+    /// votequorum's verdict changed without a membership change. Only the shell sees it, at its
+    /// own moment, so the core does not start a sync round on it: gaining quorum asks every
+    /// member for a new round through the agreed order.
+    case quorum(Bool)
     /// A message in Corosync's agreed order (our own included).
     case delivered(Envelope)
     /// Time passed; sent every ~100 ms.
@@ -67,7 +71,8 @@ public enum Input: Sendable {
     /// Something this node's hypervisor reported.
     case hypervisor(HypervisorEvent)
     /// The configured fence agent finished for a node.
-    case fenceAgentResult(NodeID, fenced: Bool)
+    /// `attempt` is the one its `runFenceAgent` carried: only the answer to the latest ask counts.
+    case fenceAgentResult(NodeID, attempt: Int, fenced: Bool)
     /// The peers Corosync's own link heartbeat (knet) cannot reach right now, seconds before
     /// a membership change can say so; sent when the set changes.
     case unreachable([NodeID])
@@ -124,7 +129,8 @@ public enum Directive: Sendable, Equatable {
     case unstageVM(String)
     case setMigrationBandwidth(job: Int, vm: String, MiBps: Int)
     case abortMigration(job: Int, vm: String)
-    case runFenceAgent(NodeID, name: String)
+    /// Run the fence agent against a node; answer with `fenceAgentResult` and the same `attempt`.
+    case runFenceAgent(NodeID, name: String, attempt: Int)
     /// The self-fence lease now runs until this local time: keep the watchdog fed until then.
     case renewLease(until: Millis)
     case reply(id: UInt64, RequestReply)

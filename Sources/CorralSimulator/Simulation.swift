@@ -16,7 +16,7 @@ public final class Simulation {
         case migrationStep
         case scripted(ScenarioEvent.Action)
         case leaseCheck(NodeID, incarnation: Int, until: Millis)
-        case fenceDone(coordinator: NodeID, incarnation: Int, target: NodeID)
+        case fenceDone(coordinator: NodeID, incarnation: Int, target: NodeID, attempt: Int)
         /// Something the node's shell reports to its core (a failure of its own).
         case shellInput(NodeID, incarnation: Int, Input)
     }
@@ -146,10 +146,10 @@ public final class Simulation {
         case let .shellInput(node, inc, input):
             guard hosts[node]?.incarnation == inc else { return }
             step(node, input)
-        case let .fenceDone(coordinator, inc, target):
+        case let .fenceDone(coordinator, inc, target, attempt):
             if let h = hosts[target], h.alive { powerOff(target, why: "fenced by fence agent") }
             guard hosts[coordinator]?.incarnation == inc else { return }
-            step(coordinator, .fenceAgentResult(target, fenced: true))
+            step(coordinator, .fenceAgentResult(target, attempt: attempt, fenced: true))
         }
         switch event {
         case .pump, .reconfigure: recordStateChanges()
@@ -214,8 +214,8 @@ public final class Simulation {
             if network.remove(job: job) != nil {
                 queue.push(.hypervisor(node, incarnation: h.incarnation, .migrationFailed(job: job, reason: "aborted")), at: now)
             }
-        case let .runFenceAgent(target, _):
-            queue.push(.fenceDone(coordinator: node, incarnation: h.incarnation, target: target), at: now + fenceAgentMs)
+        case let .runFenceAgent(target, _, attempt):
+            queue.push(.fenceDone(coordinator: node, incarnation: h.incarnation, target: target, attempt: attempt), at: now + fenceAgentMs)
         case let .renewLease(until):
             hosts[node]!.leaseUntil = until
             queue.push(.leaseCheck(node, incarnation: h.incarnation, until: until), at: until)

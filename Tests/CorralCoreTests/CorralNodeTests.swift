@@ -62,7 +62,7 @@ import Testing
     func fenceAgentOnlyForNodesThatLeftCorosync(agentOnly: Bool) {
         var group = Self.runningGroup(fenceAgent: true)
         group.membership([2, 3], quorate: true, agentOnly: agentOnly ? [1] : [])
-        let asked = (group.directives[2] ?? []).contains(.runFenceAgent(1, name: "n1"))
+        let asked = (group.directives[2] ?? []).contains(.runFenceAgent(1, name: "n1", attempt: 1))
         #expect(asked == !agentOnly)
     }
 

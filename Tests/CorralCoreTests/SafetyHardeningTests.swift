@@ -157,15 +157,39 @@ import Testing
     @Test func aLateFenceAnswerIsIgnored() {
         var group = Self.runningGroup(fenceAgent: true)
         group.membership([2, 3], quorate: true)
-        #expect((group.directives[2] ?? []).contains(.runFenceAgent(1, name: "n1")))
+        #expect((group.directives[2] ?? []).contains(.runFenceAgent(1, name: "n1", attempt: 1)))
         group.membership([1, 2, 3], quorate: true)
         group.advance(by: 300)
-        group.feed(2, .fenceAgentResult(1, fenced: true))
+        group.feed(2, .fenceAgentResult(1, attempt: 1, fenced: true))
         #expect(group.logs(2).last?.hasSuffix("(a late answer to an earlier fencing: ignored)") == true)
         group.membership([2, 3], quorate: true)
         group.membership([1], quorate: false)
         group.advance(by: 300)
         #expect(group.nodes[2]?.state.nodes[1]?.health == .fencing, "not fenced by the stale answer")
         #expect(group.starts(2) + group.starts(3) == [])
+        // Asked again; the first attempt's answer arriving now is still not this fencing's.
+        #expect((group.directives[2] ?? []).contains(.runFenceAgent(1, name: "n1", attempt: 2)))
+        group.feed(2, .fenceAgentResult(1, attempt: 1, fenced: true))
+        group.settle()
+        #expect(group.nodes[2]?.state.nodes[1]?.health == .fencing)
+        group.feed(2, .fenceAgentResult(1, attempt: 2, fenced: true))
+        group.settle()
+        #expect(group.nodes[2]?.state.nodes[1]?.health == .fenced)
+    }
+
+    /// votequorum's verdict reaches one member after the membership change (it comes over
+    /// its own connection): that member asks for a new round through the agreed order, and
+    /// every member runs it. (Seen on real Corosync: the member started a round alone, settled
+    /// it alone at the deadline with its own empty state, and acted on it.)
+    @Test func aLateQuorumVerdictResyncsEveryMember() {
+        var group = Self.runningGroup()
+        group.membership([1, 2, 3], quorate: true, notYetQuorate: [3])
+        #expect(group.nodes[3]?.canAct == false)
+        group.feed(3, .quorum(true))
+        group.settle()
+        group.advance(by: 2_500)
+        #expect(group.nodes.values.allSatisfy { $0.canAct })
+        #expect(Set(group.digests).count == 1)
+        #expect(group.logs(3).allSatisfy { !$0.hasPrefix("state sync deadline") })
     }
 }

@@ -36,10 +36,13 @@ struct Group {
     var digests: [String] { ids.map { nodes[$0]!.state.digest } }
 
     /// A Corosync configuration change seen by `members`, then everything it sets off.
-    mutating func membership(_ members: [NodeID], quorate: Bool, agentOnly: [NodeID] = [],
+    /// `notYetQuorate`: members whose shell has not heard votequorum's verdict yet.
+    mutating func membership(_ members: [NodeID], quorate: Bool, agentOnly: [NodeID] = [], notYetQuorate: Set<NodeID> = [],
                              sourceLocation: SourceLocation = #_sourceLocation) {
         for m in members { view[m] = members }
-        for m in members { feed(m, .membership(members: members, quorate: quorate, agentOnly: agentOnly)) }
+        for m in members {
+            feed(m, .membership(members: members, quorate: quorate && !notYetQuorate.contains(m), agentOnly: agentOnly))
+        }
         settle(sourceLocation: sourceLocation)
     }
 
