@@ -191,7 +191,10 @@ public struct CorralNode: Sendable {
         out.append(.log("votequorum: quorate=\(newQuorate) for the same membership"))
         guard newQuorate else { quorateSince = nil; return }
         quorateSince = now
+        // Until the new round starts, the current one must not finish as a quorate one here
+        // (on the other members it may not), and nothing is applied.
         syncing = true
+        missedDelivery = true
         resyncRequested = true
         send(.resyncRequest(view: view), &out)
     }
@@ -200,6 +203,8 @@ public struct CorralNode: Sendable {
     /// (epoch, version, digest), and let the offers (or the deadline) pick the state.
     private mutating func startSyncRound(_ out: inout [Directive]) {
         syncing = true
+        // Facts delivered during the round are not applied: report them again afterwards.
+        sentFacts = []
         missedDelivery = false
         view = StateDigest.of(members) + "#\(syncRound)"
         offers = [:]
@@ -271,7 +276,7 @@ public struct CorralNode: Sendable {
     private mutating func finishSync(_ out: inout [Directive]) {
         syncing = false
         snapshotFrom = nil
-        guard quorate else { return }
+        guard quorate, !missedDelivery else { return }
         state.epoch += 1
         state.applyMembership(members)
         // A lost node may have renewed its lease in another quorate partition while we were in

@@ -10,7 +10,7 @@ usage: corral status [--json]
        corral migrations [--json]
        corral config set KEY VALUE
        corral simulate SCENARIO.json [--seed S] [--json]
-       corral simulate --random [--nodes N] [--vms V] [--faults F] [--seeds A..B] [--json] [--verbose] [--trace]
+       corral simulate --random [--nodes N] [--vms V] [--faults F] [--seeds A..B] [--shell-faults] [--json] [--verbose] [--trace]
 Every command takes --socket PATH (default /run/corral/corral.sock, or $CORRAL_SOCKET).
 """
 

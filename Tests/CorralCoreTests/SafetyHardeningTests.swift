@@ -192,4 +192,25 @@ import Testing
         #expect(Set(group.digests).count == 1)
         #expect(group.logs(3).allSatisfy { !$0.hasPrefix("state sync deadline") })
     }
+
+    /// A fact sent just before a new sync round starts is delivered during the round and not
+    /// applied; the node reports it again once the round is over. (Seen on real Corosync: a
+    /// source's "migration failed" was lost this way, the job stayed running for ever and its
+    /// lost destination was never fenced.)
+    @Test func aFactDeliveredDuringASyncRoundIsSentAgain() {
+        var group = Self.runningGroup()
+        group.feed(2, .request(id: 1, .moveVM("a", to: "n2"), whatIf: false))
+        group.settle()
+        group.advance(by: 200)
+        guard let job = group.nodes[1]?.state.activeJob(for: "a") else { Issue.record("no migration of a"); return }
+        // n3's shell sees votequorum flap; its request for a new round is ordered before n1's fact.
+        group.feed(3, .quorum(false))
+        group.feed(3, .quorum(true))
+        group.feed(1, .hypervisor(.migrationFailed(job: job.id, reason: "client socket is closed")))
+        group.settle()
+        group.advance(by: 1_000)
+        #expect(group.nodes[3]?.state.jobs[job.id]?.state == .failed)
+        #expect(group.nodes[3]?.state.vms["a"]?.state == .running)
+        #expect(group.nodes[3]?.state.vms["a"]?.node == 1)
+    }
 }
