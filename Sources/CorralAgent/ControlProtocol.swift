@@ -50,6 +50,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var etaSeconds: Int?
         public var downtimeMs: Int
         public var failure: String
+        /// The guest's memory to send in all, from the source's last progress report.
+        public var totalMiB: Int? = nil
     }
     public var node: String
     public var nodeID: UInt32
@@ -63,6 +65,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var nodes: [NodeRow]
     public var vms: [VMRow]
     public var migrations: [MigrationRow]
+    /// This node's self-fence lease left, in ms, when the report was made; nil if not known.
+    /// Set by the agent after building the report (`init(_:)` has no clock).
+    public var leaseRemainingMs: Int? = nil
 
     public init(_ core: CorralNode) {
         let state = core.state
@@ -92,7 +97,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
                          remainingMiB: j.progress?.remainingMiB, rateMiBps: j.progress?.rateMiBps,
                          dirtyRateMiBps: j.progress?.dirtyRateMiBps,
                          etaSeconds: j.progress.flatMap { p in p.rateMiBps > 0 ? (p.remainingMiB + p.rateMiBps - 1) / p.rateMiBps : nil },
-                         downtimeMs: j.downtimeMs, failure: j.failure)
+                         downtimeMs: j.downtimeMs, failure: j.failure, totalMiB: j.progress?.totalMiB)
         }
     }
 }

@@ -41,7 +41,29 @@ struct Arguments {
     }
 }
 
+/// Why a command stopped before corrald answered it. Despite the name (kept: every command
+/// throws it), it carries the exit status: 2 a usage error, 3 corrald could not be reached.
 struct UsageError: Error, CustomStringConvertible {
     var description: String
+    var exitStatus: Int32 = ExitStatus.usage
     init(_ text: String) { description = text }
+
+    /// corrald did not answer: not running, wrong socket, no permission, or too slow.
+    static func unreachable(_ text: String, socket: String) -> UsageError {
+        var error = UsageError("\(text)\n  check `systemctl status corrald` on this host, or point at its socket with --socket PATH or CORRAL_SOCKET (now \(socket))")
+        error.exitStatus = ExitStatus.unreachable
+        return error
+    }
+}
+
+/// The CLI's exit statuses (Docs/operating.md, corral(8)).
+enum ExitStatus {
+    /// Done; or, with --what-if, the plan was printed.
+    static let ok: Int32 = 0
+    /// corrald refused the request (nothing was changed), or --wait saw it fail or time out.
+    static let failed: Int32 = 1
+    /// The command line is wrong; nothing was sent.
+    static let usage: Int32 = 2
+    /// corrald could not be reached or did not answer; nothing is known to have changed.
+    static let unreachable: Int32 = 3
 }

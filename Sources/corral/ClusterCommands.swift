@@ -6,9 +6,14 @@ import Foundation
 enum ClusterCommands {
     static let defaultSocket = "/run/corral/corral.sock"
 
+    /// --socket, else $CORRAL_SOCKET, else the default.
+    static func socket(_ args: inout Arguments) -> String {
+        args.option("socket") ?? ProcessInfo.processInfo.environment["CORRAL_SOCKET"] ?? defaultSocket
+    }
+
     static func run(_ command: String, _ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
         var args = try Arguments(raw, flags: ["json", "what-if", "no-ha", "stopped", "failback", "wait"])
-        let socket = args.option("socket") ?? ProcessInfo.processInfo.environment["CORRAL_SOCKET"] ?? defaultSocket
+        let socket = Self.socket(&args)
         let json = args.flag("json")
         let whatIf = args.flag("what-if")
         let wait = args.flag("wait")
@@ -31,7 +36,11 @@ enum ClusterCommands {
             return try show(socket, json: json, select: \.nodes) { printNodes($0) }
         case ("migrations", nil):
             try args.rejectUnknown()
-            if wait { return try Waiting.forMigrations(socket, timeoutSeconds: timeout) }
+            if wait {
+                let outcome = try Waiting.forMigrations(socket, timeoutSeconds: timeout, live: !json)
+                if json { printJSON(outcome) }
+                return outcome.exitStatus
+            }
             return try show(socket, json: json, select: \.migrations) { printMigrations($0) }
         case ("vm", "add"?):
             let vmName = try name("NAME --memory MIB")
@@ -54,34 +63,59 @@ enum ClusterCommands {
             guard words.count == 3 else { throw UsageError("usage: corral config set KEY VALUE (keys: \(RequestPlanner.configKeys.joined(separator: ", ")))") }
             request = .operate(.setConfig(key: words[1], value: words[2]), whatIf: whatIf)
         default:
-            throw UsageError("unknown command: corral \(command) \(words.joined(separator: " "))")
+            throw UsageError("unknown command: corral \(command) \(words.joined(separator: " ")) (corral --help lists the commands)")
         }
         try args.rejectUnknown()
         switch try send(request, socket) {
         case let .reply(.done(text)):
-            print(text)
             if wait, case let .operate(operation, false) = request {
-                return try Waiting.until(operation, socket, timeoutSeconds: timeout)
+                if !json { print(text) }
+                let outcome = try Waiting.until(operation, socket, timeoutSeconds: timeout, live: !json)
+                if json { printJSON(OperationOutput(result: "done", message: text, wait: outcome)) }
+                return outcome.exitStatus
             }
-        case let .reply(.plan(lines)): print("what-if (nothing was changed):"); lines.forEach { print("  \($0)") }
-        case let .reply(.refused(text)): return fail(text)
-        case let .error(text): return fail(text)
+            if json { printJSON(OperationOutput(result: "done", message: text)) } else { print(text) }
+        case let .reply(.plan(lines)):
+            if json { printJSON(OperationOutput(result: "plan", plan: lines)) } else {
+                print("what-if (nothing was changed):"); lines.forEach { print("  \($0)") }
+            }
+        case let .reply(.refused(text)):
+            if json { printJSON(OperationOutput(result: "refused", message: text)) }
+            return fail(text)
+        case let .error(text):
+            if json { printJSON(OperationOutput(result: "error", message: text)) }
+            return fail(text)
         case .status: return fail("unexpected status reply")
         }
         return 0
     }
 
+    /// What a change prints with --json: one object. `result` is done, plan, refused or error;
+    /// `wait` is --wait's verdict.
+    struct OperationOutput: Encodable {
+        var result: String
+        var message: String?
+        var plan: [String]?
+        var wait: Waiting.Outcome?
+    }
+
+    static func printJSON<T: Encodable>(_ value: T) {
+        print(String(decoding: JSONCoding.encode(value), as: UTF8.self))
+    }
+
+    /// One request and its reply. A socket that cannot be reached is exit status 3.
     static func send(_ request: ControlRequest, _ socket: String) throws(UsageError) -> ControlResponse {
         let bytes: [UInt8]
         do { bytes = try ControlSocketClient.request(path: socket, line: JSONCoding.encode(request), timeoutSeconds: 30) } catch {
-            throw UsageError("\(error)")
+            if case .pathTooLong = error { throw UsageError("--socket: \(error)") }
+            throw UsageError.unreachable("\(error)", socket: socket)
         }
         if let response = try? JSONCoding.decode(ControlResponse.self, from: bytes) { return response }
         // The socket layer itself answers refusals (e.g. permission denied) as {"ok":false,"error":…}.
         if let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], let error = object["error"] as? String {
             return .error(error)
         }
-        throw UsageError("unreadable reply from corrald: \(String(decoding: bytes.prefix(200), as: UTF8.self))")
+        throw UsageError.unreachable("unreadable reply from corrald (is this corral the same version as corrald?): \(String(decoding: bytes.prefix(200), as: UTF8.self))", socket: socket)
     }
 
     private static func show(_ socket: String, json: Bool, _ print: (StatusReport) -> Void) throws(UsageError) -> Int32 {
@@ -91,16 +125,18 @@ enum ClusterCommands {
     private static func show<T: Encodable>(_ socket: String, json: Bool, select: (StatusReport) -> T, _ render: (StatusReport) -> Void) throws(UsageError) -> Int32 {
         switch try send(.status, socket) {
         case let .status(report):
-            if json { print(String(decoding: JSONCoding.encode(select(report)), as: UTF8.self)) } else { render(report) }
+            if json { printJSON(select(report)) } else { render(report) }
             return 0
-        case let .error(text): return fail(text)
+        case let .error(text):
+            if json { printJSON(OperationOutput(result: "error", message: text)) }
+            return fail(text)
         case let .reply(reply): return fail("unexpected reply \(reply)")
         }
     }
 
     static func fail(_ text: String) -> Int32 {
         FileHandle.standardError.write(Data("corral: \(text)\n".utf8))
-        return 1
+        return ExitStatus.failed
     }
 
     // MARK: human output

@@ -3,14 +3,26 @@ import CorralCore
 import Foundation
 
 /// `--wait`: polls corrald's status twice a second and shows one progress line until the
-/// operation has finished, failed, or the timeout passed (exit 0, 1, 1).
+/// operation has finished, failed, or the timeout passed (exit 0, 1, 1). With `live` false
+/// (--json) nothing is printed: the caller prints the outcome.
 enum Waiting {
     static let pollMs: UInt32 = 500
 
-    static func until(_ operation: OperatorRequest, _ socket: String, timeoutSeconds: Int) throws(UsageError) -> Int32 {
+    /// How a wait ended: `result` is done, failed or timeout.
+    struct Outcome: Encodable {
+        var result: String
+        var message: String
+        var exitStatus: Int32 { result == "done" ? ExitStatus.ok : ExitStatus.failed }
+        private enum CodingKeys: String, CodingKey { case result, message }
+    }
+
+    static func until(_ operation: OperatorRequest, _ socket: String, timeoutSeconds: Int, live: Bool) throws(UsageError) -> Outcome {
+        func poll(_ judge: (StatusReport) -> Verdict) throws(UsageError) -> Outcome {
+            try Self.poll(socket, timeoutSeconds, live: live, judge)
+        }
         switch operation {
         case let .drainNode(node):
-            return try poll(socket, timeoutSeconds) { r in
+            return try poll { r in
                 guard let row = r.nodes.first(where: { $0.name == node }) else { return .failed("node \(node) is gone") }
                 if row.state == "drained" { return .done("\(node) is drained") }
                 if row.state != "draining" {
@@ -19,12 +31,12 @@ enum Waiting {
                 return .waiting("draining \(node): \(row.vms) VMs left; " + migrationSummary(r))
             }
         case let .resumeNode(node, failback: true):
-            return try poll(socket, timeoutSeconds) { r in
+            return try poll { r in
                 let active = r.migrations.filter { $0.to == node && $0.purpose == "failback" && isActive($0) }
                 return active.isEmpty ? .done("failback to \(node) finished") : .waiting("failing back to \(node): " + migrationSummary(r))
             }
         case let .moveVM(vm, _):
-            return try poll(socket, timeoutSeconds) { r in
+            return try poll { r in
                 guard let job = r.migrations.last(where: { $0.vm == vm }) else { return .done("\(vm) moved") }
                 switch job.state {
                 case "succeeded": return .done("\(vm) now runs on \(job.to) (downtime \(job.downtimeMs) ms)")
@@ -33,9 +45,9 @@ enum Waiting {
                 }
             }
         case let .addVM(spec, start: true):
-            return try until(.startVM(spec.name), socket, timeoutSeconds: timeoutSeconds)
+            return try until(.startVM(spec.name), socket, timeoutSeconds: timeoutSeconds, live: live)
         case let .startVM(vm):
-            return try poll(socket, timeoutSeconds) { r in
+            return try poll { r in
                 guard let row = r.vms.first(where: { $0.name == vm }) else { return .failed("VM \(vm) is gone") }
                 switch row.state {
                 case "running": return .done("\(vm) runs on \(row.node)")
@@ -44,17 +56,17 @@ enum Waiting {
                 }
             }
         case let .stopVM(vm):
-            return try poll(socket, timeoutSeconds) { r in
+            return try poll { r in
                 guard let row = r.vms.first(where: { $0.name == vm }) else { return .done("\(vm) is gone") }
                 return row.state == "stopped" ? .done("\(vm) is stopped") : .waiting("\(vm) is \(row.state)")
             }
         default:
-            return 0
+            return Outcome(result: "done", message: "nothing to wait for")
         }
     }
 
-    static func forMigrations(_ socket: String, timeoutSeconds: Int) throws(UsageError) -> Int32 {
-        try poll(socket, timeoutSeconds) { r in
+    static func forMigrations(_ socket: String, timeoutSeconds: Int, live: Bool) throws(UsageError) -> Outcome {
+        try poll(socket, timeoutSeconds, live: live) { r in
             r.migrations.contains(where: isActive) ? .waiting(migrationSummary(r)) : .done("no migrations queued or running")
         }
     }
@@ -63,30 +75,35 @@ enum Waiting {
         case waiting(String), done(String), failed(String)
     }
 
-    private static func poll(_ socket: String, _ timeoutSeconds: Int, _ judge: (StatusReport) -> Verdict) throws(UsageError) -> Int32 {
+    private static func poll(_ socket: String, _ timeoutSeconds: Int, live printing: Bool, _ judge: (StatusReport) -> Verdict) throws(UsageError) -> Outcome {
         let deadline = Date().addingTimeInterval(Double(timeoutSeconds))
-        let live = isatty(1) == 1
+        let live = printing && isatty(1) == 1
         var last = ""
+        func finish(_ outcome: Outcome) -> Outcome {
+            if live && !last.isEmpty { print("") }
+            if outcome.result == "done" {
+                if printing { print(outcome.message) }
+            } else {
+                _ = ClusterCommands.fail(outcome.message)
+            }
+            return outcome
+        }
         while Date() < deadline {
-            guard case let .status(report) = try ClusterCommands.send(.status, socket) else { return ClusterCommands.fail("corrald did not answer with its status") }
+            guard case let .status(report) = try ClusterCommands.send(.status, socket) else {
+                return finish(Outcome(result: "failed", message: "corrald did not answer with its status"))
+            }
             switch judge(report) {
-            case let .done(text):
-                if live && !last.isEmpty { print("") }
-                print(text)
-                return 0
-            case let .failed(text):
-                if live && !last.isEmpty { print("") }
-                return ClusterCommands.fail(text)
+            case let .done(text): return finish(Outcome(result: "done", message: text))
+            case let .failed(text): return finish(Outcome(result: "failed", message: text))
             case let .waiting(text) where text != last:
-                if live { FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + text).utf8)) } else { print(text) }
+                if live { FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + text).utf8)) } else if printing { print(text) }
                 last = text
             case .waiting:
                 break
             }
             usleep(pollMs * 1000)
         }
-        if live && !last.isEmpty { print("") }
-        return ClusterCommands.fail("still not done after \(timeoutSeconds) s (it goes on; see corral status)")
+        return finish(Outcome(result: "timeout", message: "still not done after \(timeoutSeconds) s (it goes on; watch it with corral status or corral monitor)"))
     }
 
     static func isActive(_ m: StatusReport.MigrationRow) -> Bool { m.state == "queued" || m.state == "running" }

@@ -8,10 +8,16 @@ usage: corral status [--json]
        corral vm remove|start|stop NAME [--what-if] | vm move NAME [--to NODE] [--what-if]
        corral node list [--json] | node drain|pause NAME [--what-if] | node resume NAME [--failback] [--what-if]
        corral migrations [--json]
-       corral config set KEY VALUE
+       corral config set KEY VALUE [--what-if]
+       corral metrics [--textfile PATH.prom]
+       corral monitor [--interval SECONDS] [--once] [--count N] [--json]
        corral simulate SCENARIO.json [--seed S] [--json]
        corral simulate --random [--nodes N] [--vms V] [--faults F] [--seeds A..B] [--shell-faults] [--json] [--verbose] [--trace]
-Every command takes --socket PATH (default /run/corral/corral.sock, or $CORRAL_SOCKET).
+Changes take --wait [--timeout SECONDS] (vm add/start/stop/move, node drain, node resume --failback)
+and --json (one result object). Every command but simulate takes --socket PATH (default
+/run/corral/corral.sock, or $CORRAL_SOCKET).
+Exit status: 0 done, 1 refused or failed (nothing changed, or --wait saw it fail), 2 usage error,
+3 corrald not reachable. See corral(8).
 """
 
 let argv = CommandLine.arguments.dropFirst()
@@ -19,12 +25,17 @@ do {
     switch argv.first {
     case "simulate": exit(try SimulateCommand.run(argv.dropFirst()))
     case "status", "vm", "node", "migrations", "config": exit(try ClusterCommands.run(argv.first!, argv.dropFirst()))
+    case "metrics": exit(try ObserveCommands.metrics(argv.dropFirst()))
+    case "monitor": exit(try ObserveCommands.monitor(argv.dropFirst()))
     case "-h", "--help", "help", nil:
         print(usage)
     default:
         throw UsageError("unknown command \(argv.first!)\n\(usage)")
     }
+} catch let error as UsageError {
+    FileHandle.standardError.write(Data("corral: \(error)\n".utf8))
+    exit(error.exitStatus)
 } catch {
     FileHandle.standardError.write(Data("corral: \(error)\n".utf8))
-    exit(2)
+    exit(ExitStatus.usage)
 }
