@@ -12,8 +12,8 @@ let package = Package(
     targets: [
         /// Pure, deterministic cluster logic: stdlib only, no clock, no I/O, no randomness.
         .target(name: "CorralCore"),
-        /// Seeded discrete-event simulation of many nodes running the same core.
-        .target(name: "CorralSimulator", dependencies: ["CorralCore"]),
+        /// Seeded discrete-event simulation of many nodes running the same agent shell and core.
+        .target(name: "CorralSimulator", dependencies: ["CorralCore", "CorralAgent", "CorosyncTransport"]),
         /// Corosync client libraries (libcpg, libquorum, libvotequorum, libcmap) plus a small C shim.
         .systemLibrary(name: "CCorosync", pkgConfig: "libcpg",
                        providers: [.apt(["libcpg-dev", "libquorum-dev", "libvotequorum-dev", "libcmap-dev"])]),
@@ -33,7 +33,7 @@ let package = Package(
         .executableTarget(name: "corrald", dependencies: ["CorralAgent"]),
         .executableTarget(name: "corral-bench", dependencies: ["CorralCore", "CorralSimulator", "CorralAgent", "CorralTestbed"]),
         .testTarget(name: "CorralCoreTests", dependencies: ["CorralCore"]),
-        .testTarget(name: "CorralSimulatorTests", dependencies: ["CorralSimulator", "CorralCore"], resources: [.copy("Golden")]),
+        .testTarget(name: "CorralSimulatorTests", dependencies: ["CorralSimulator", "CorralCore", "CorralAgent"], resources: [.copy("Golden")]),
         .testTarget(name: "CorralAgentTests", dependencies: ["CorralAgent", "CorralCore"]),
         .testTarget(name: "CorralIntegrationTests", dependencies: ["CorralAgent", "CorralCore", "CorralTestbed"]),
     ],

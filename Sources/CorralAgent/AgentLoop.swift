@@ -3,26 +3,22 @@ import CorosyncTransport
 import Dispatch
 import Foundation
 
-/// The node agent's shell: one serial loop owns the core and feeds it every input in arrival
-/// order (Corosync deliveries and membership, ticks, operator requests, hypervisor events),
-/// then carries out the directives. Long effects report back into the same stream.
-public final class AgentLoop: @unchecked Sendable {
+/// The node agent: one serial loop feeds the shell (`AgentShell`, which owns the core) every
+/// event in arrival order (Corosync deliveries and membership, ticks, operator requests,
+/// hypervisor events), and the shell carries out the core's directives through this loop as
+/// its `ShellWorld`. Long effects (multicasts, fence agents, saves) run off the loop and report
+/// back into the same stream.
+public final class AgentLoop: ShellWorld, @unchecked Sendable {
     /// Everything that can happen to the agent, in one ordered stream.
     enum Event: Sendable {
-        case corosync(CorosyncEvent)
+        case shell(AgentShell.Event)
         case reconnected(CorosyncGroup, expectedVotes: Int, addresses: [NodeID: String])
-        case tick
         case control(ControlRequest, reply: @Sendable (ControlResponse) -> Void)
-        case hypervisor(HypervisorEvent)
-        case fenceResult(NodeID, attempt: Int, fenced: Bool)
-        case unreachable([NodeID])
-        /// A failure the shell found on its own threads (a multicast that could not be sent).
-        case input(Input)
         case shutdown
     }
 
     private let configuration: AgentConfiguration
-    private let log: AgentLog
+    private let agentLog: AgentLog
     private let hypervisor: Hypervisor
     private let watchdog: Watchdog
     private let fenceAgent: FenceAgent?
@@ -32,29 +28,19 @@ public final class AgentLoop: @unchecked Sendable {
     private let events: AsyncStream<Event>
     private let sink: AsyncStream<Event>.Continuation
     // Owned by the loop task only.
-    private var core: CorralNode
+    private var shell: AgentShell!
     private var group: CorosyncGroup?
     private var expectedVotes: Int
-    /// Ring addresses by node id, for migration URIs.
-    private var addresses: [NodeID: String]
     private var pendingReplies: [UInt64: @Sendable (ControlResponse) -> Void] = [:]
     private var nextRequest: UInt64 = 1
-    private var dirty = false
-    private var lastPersist: Millis = 0
-    private var syncStarted: Millis?
-    /// Corosync's events as the core's inputs; holds votequorum's last verdict.
-    private var corosyncInputs = CorosyncInputs()
-    /// The watchdog problem the core was last told about; nil while the watchdog works.
-    private var watchdogProblem: WatchdogProblem?
 
     public static let tickMs: Millis = 100
-    static let persistEveryMs: Millis = 200
 
     /// Connects to Corosync (waiting for it if needed), loads the state file, builds the core.
     public init(configuration: AgentConfiguration, hypervisor: Hypervisor = RecordOnlyHypervisor(),
                 watchdog: Watchdog = NoWatchdog(), log: AgentLog) async {
         self.configuration = configuration
-        self.log = log
+        self.agentLog = log
         self.hypervisor = hypervisor
         self.watchdog = watchdog
         self.fenceAgent = configuration.fenceAgent.map { FenceAgent(command: $0) }
@@ -62,11 +48,10 @@ public final class AgentLoop: @unchecked Sendable {
         self.saver = StateSaver(store: store, log: log)
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         (self.events, self.sink) = (events, sink)
-        self.broadcaster = Broadcaster { sequence, reason in sink.yield(.input(.broadcastFailed(sequence: sequence, reason: reason))) }
+        self.broadcaster = Broadcaster { sequence, reason in sink.yield(.shell(.input(.broadcastFailed(sequence: sequence, reason: reason)))) }
         let (group, votes, addresses) = await Self.connect(configuration.groupName, log: log)
         self.group = group
         self.expectedVotes = votes
-        self.addresses = addresses
         var state = Self.loadState(store, log: log)
         state.settings.expectedVotes = votes
         let spec = NodeSpec(id: group.localNodeID, name: configuration.nodeName, capacity: configuration.capacity,
@@ -77,7 +62,8 @@ public final class AgentLoop: @unchecked Sendable {
         // detection + 1 s (for the sync and a heartbeat round trip after the new membership).
         let detection = (try? CorosyncConfig.detectionMs()) ?? nil
         let floor = detection.map { $0 + 1_000 } ?? 0
-        core = CorralNode(spec: spec, state: state, fenceAgent: fenceAgent != nil, leaseExpiry: inherited, minimumLeaseMs: floor)
+        let core = CorralNode(spec: spec, state: state, fenceAgent: fenceAgent != nil, leaseExpiry: inherited, minimumLeaseMs: floor)
+        shell = AgentShell(core: core, world: self, hypervisor: hypervisor, watchdog: watchdog, addresses: addresses)
         log.write("Corosync detects failures within \(detection.map { "\($0) ms" } ?? "an unknown time"); lease \(core.leaseMs) ms (setting \(state.settings.recovery.leaseMs) ms, floor \(floor) ms)")
         log.write("corrald node \(spec.name) (id \(spec.id)) joined CPG group \(configuration.groupName); expected votes \(votes)")
     }
@@ -91,34 +77,34 @@ public final class AgentLoop: @unchecked Sendable {
                 await Self.handleControl(line, peer: peer, sink: sink)
             }
         } catch {
-            log.write("cannot open control socket \(configuration.socketPath): \(error)")
+            agentLog.write("cannot open control socket \(configuration.socketPath): \(error)")
             return
         }
         let serverTask = Task { await server.run() }
         let tickTask = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(Self.tickMs))
-                sink.yield(.tick)
+                sink.yield(.shell(.tick))
             }
         }
         if let group { pump(group) }
-        let links = LinkWatch { [sink] in sink.yield(.unreachable($0)) }
+        let links = LinkWatch { [sink] in sink.yield(.shell(.unreachable($0))) }
         let signals = Self.watchSignals(sink)
-        hypervisor.watch { [sink] in sink.yield(.hypervisor($0)) }
+        hypervisor.watch { [sink] in sink.yield(.shell(.hypervisor($0))) }
         let inventory = await takeInventory()
         reportDifferences(inventory)
-        execute(core.step(.hypervisor(.inventory(inventory)), now: Self.now()))
+        shell.handle(.hypervisor(.inventory(inventory)), now: Self.now())
         for await event in events {
             if case .shutdown = event { break }
             handle(event)
         }
-        persist(force: true)
+        shell.persist(now: Self.now(), force: true)
         saver.flush()
         broadcaster.flush()
-        if core.localVMs.isEmpty {
+        if shell.core.localVMs.isEmpty {
             watchdog.disarm()
         } else {
-            log.write("leaving the watchdog armed: \(core.localVMs.count) VMs still run here under the lease; restart corrald before it ends (drain the node first to stop for good)")
+            agentLog.write("leaving the watchdog armed: \(shell.core.localVMs.count) VMs still run here under the lease; restart corrald before it ends (drain the node first to stop for good)")
         }
         signals.forEach { $0.cancel() }
         links.stop()
@@ -126,169 +112,80 @@ public final class AgentLoop: @unchecked Sendable {
         server.stop()
         await serverTask.value
         group?.close()
-        log.write("corrald stopped")
+        agentLog.write("corrald stopped")
     }
 
     // MARK: events
 
     private func handle(_ event: Event) {
         let now = Self.now()
-        let wasSyncing = core.syncing
-        defer {
-            if wasSyncing && !core.syncing, let since = syncStarted {
-                log.write("state sync done in \(Self.now() - since) ms: epoch \(core.state.epoch), version \(core.state.version), \(core.state.vms.count) VMs")
-            }
-        }
         switch event {
-        case let .corosync(event): onCorosync(event, now: now)
-        case let .reconnected(group, votes, addresses):
-            self.addresses = addresses
-            self.group = group
-            expectedVotes = votes
-            log.write("reconnected to Corosync")
-            pump(group)
-        case .tick:
-            execute(core.step(.tick, now: now))
-            persist(force: false)
-        case let .control(request, reply):
-            switch request {
-            case .status: reply(.status(StatusReport(core)))
-            case let .operate(request, whatIf):
-                let id = nextRequest
-                nextRequest += 1
-                pendingReplies[id] = reply
-                execute(core.step(.request(id: id, request, whatIf: whatIf), now: now))
-            }
-        case let .hypervisor(event):
-            if let line = Self.describe(event) { log.write(line) }
-            execute(core.step(.hypervisor(event), now: now))
-        case let .fenceResult(node, attempt, fenced): execute(core.step(.fenceAgentResult(node, attempt: attempt, fenced: fenced), now: now))
-        case let .unreachable(nodes): execute(core.step(.unreachable(nodes), now: now))
-        case let .input(input): execute(core.step(input, now: now))
-        case .shutdown: break
-        }
-    }
-
-    /// Corosync's events through `CorosyncInputs`. Quorum is votequorum's verdict, not a head
-    /// count: the core gets the CPG members with votequorum's last verdict, again whenever that
-    /// verdict changes without a CPG change, and not quorate after a CPG change that removed
-    /// nodes votequorum still lists, until votequorum confirms (its notification and the CPG
-    /// change come over separate connections in either order; see `CorosyncInputs`). A
-    /// delivery that does not decode, or names another origin, reaches the core as `.undecodable`.
-    private func onCorosync(_ event: CorosyncEvent, now: Millis) {
-        switch event {
-        case let .delivered(from, payload):
-            let input = CorosyncInputs.delivery(from: from, payload: payload)
-            if case let .undecodable(_, reason) = input { log.write("cannot use a message from node \(from): \(reason)") }
-            execute(core.step(input, now: now))
-        case let .membership(members, joined, left, agentOnly):
-            let input = corosyncInputs.membership(members: members, left: left, agentOnly: agentOnly)
-            let waiting = corosyncInputs.unconfirmedDepartures.sorted()
-            log.write("membership \(members) joined \(joined) left \(left)\(agentOnly.isEmpty ? "" : " (agent only: \(agentOnly))") quorate=\(corosyncInputs.quorate)"
-                      + (waiting.isEmpty ? "" : " (until votequorum confirms that \(waiting) left)"))
-            syncStarted = now
-            execute(core.step(input, now: now))
-        case let .quorum(quorate, members):
-            log.write("votequorum: quorate=\(quorate) members \(members)")
-            if let input = corosyncInputs.quorum(quorate: quorate, members: members) {
-                log.write("quorum now \(corosyncInputs.quorate) for the same membership \(corosyncInputs.members ?? [])")
-                syncStarted = now
-                execute(core.step(input, now: now))
-            }
-        case let .disconnected(error):
-            log.write("lost Corosync: \(error); stopping local VMs and reconnecting")
+        case let .shell(.corosync(.disconnected(error))):
+            shell.handle(.corosync(.disconnected(error)), now: now)
             group = nil
-            corosyncInputs.disconnected()
-            execute(core.step(.membership(members: [core.id], quorate: false), now: now))
-            let sink = self.sink, name = configuration.groupName, log = self.log
+            let sink = self.sink, name = configuration.groupName, log = agentLog
             Task {
                 let (group, votes, addresses) = await Self.connect(name, log: log)
                 sink.yield(.reconnected(group, expectedVotes: votes, addresses: addresses))
             }
+        case let .shell(event): shell.handle(event, now: now)
+        case let .reconnected(group, votes, addresses):
+            shell.addresses = addresses
+            self.group = group
+            expectedVotes = votes
+            agentLog.write("reconnected to Corosync")
+            pump(group)
+        case let .control(request, reply):
+            switch request {
+            case .status: reply(.status(StatusReport(shell.core)))
+            case let .operate(request, whatIf):
+                let id = nextRequest
+                nextRequest += 1
+                pendingReplies[id] = reply
+                shell.handle(.input(.request(id: id, request, whatIf: whatIf)), now: now)
+            }
+        case .shutdown: break
         }
     }
 
     private func pump(_ group: CorosyncGroup) {
         let sink = self.sink
         Task {
-            for await event in group.events { sink.yield(.corosync(event)) }
+            for await event in group.events { sink.yield(.shell(.corosync(event))) }
         }
     }
 
-    // MARK: directives
+    // MARK: the shell's world
 
-    private func execute(_ directives: [Directive]) {
-        let report: @Sendable (HypervisorEvent) -> Void = { [sink] in sink.yield(.hypervisor($0)) }
-        for directive in directives {
-            switch directive {
-            case let .broadcast(envelope):
-                // Without a group the core already has a membership of itself, not quorate.
-                guard let group else { continue }
-                broadcaster.send(envelope) { bytes in
-                    do throws(CorosyncError) {
-                        try group.multicastOnce(bytes)
-                        return .sent
-                    } catch {
-                        return error.isTransient ? .transient(error.description) : .failed(error.description)
-                    }
-                }
-            case let .startVM(spec, tokens):
-                log.write("starting \(spec.name)")
-                hypervisor.start(spec, leaseTokens: tokens, report: report)
-            case let .stopVM(vm, reason):
-                log.write("stopping \(vm): \(reason)")
-                hypervisor.stop(vm, report: report)
-            case let .migrateVM(job, spec, destination):
-                guard let address = addresses[job.destination] else {
-                    report(.migrationFailed(job: job.id, reason: "no ring address for \(destination) in the Corosync nodelist"))
-                    continue
-                }
-                hypervisor.migrate(job, spec, to: MigrationTarget(name: destination, address: address), report: report)
-            case let .prepareIncoming(job, spec): hypervisor.prepareIncoming(job, spec, report: report)
-            case let .stageVM(spec): hypervisor.stage(spec)
-            case let .unstageVM(vm):
-                log.write("discarding the staged \(vm)")
-                hypervisor.unstage(vm)
-            case let .setMigrationBandwidth(job, vm, bw): hypervisor.setMigrationBandwidth(job: job, vm: vm, MiBps: bw)
-            case let .abortMigration(job, vm): hypervisor.abortMigration(job: job, vm: vm, report: report)
-            case let .runFenceAgent(node, name, attempt):
-                guard let fenceAgent else {
-                    log.write("no fence agent configured here; waiting for \(name)'s self-fence lease")
-                    continue
-                }
-                log.write("running the fence agent against \(name)")
-                fenceAgent.fence(name, log: log) { [sink] in sink.yield(.fenceResult(node, attempt: attempt, fenced: $0)) }
-            case let .renewLease(until): armWatchdog(until: until)
-            case let .reply(id, reply): pendingReplies.removeValue(forKey: id)?(.reply(reply))
-            case .stateChanged: dirty = true
-            case let .log(text): log.write(text)
+    public func multicast(_ envelope: Envelope) {
+        // Without a group the core already has a membership of itself, not quorate.
+        guard let group else { return }
+        broadcaster.send(envelope) { bytes in
+            do throws(CorosyncError) {
+                try group.multicastOnce(bytes)
+                return .sent
+            } catch {
+                return error.isTransient ? .transient(error.description) : .failed(error.description)
             }
         }
     }
 
-    /// Renews the watchdog; a problem is told to the core once (the same problem again at the
-    /// next renewal is not news), and the log says when the watchdog works again.
-    private func armWatchdog(until deadline: Millis) {
-        let problem = watchdog.arm(until: deadline)
-        guard problem != watchdogProblem else { return }
-        watchdogProblem = problem
-        guard let problem else { return log.write("the watchdog is armed as asked again") }
-        log.write("watchdog: \(problem)")
-        // Queued, not stepped here: this runs among the directives of an earlier step, which
-        // must all be carried out before the core's next output.
-        sink.yield(.input(.watchdogFailed(reason: problem.description)))
-    }
+    public var hasFenceAgent: Bool { fenceAgent != nil }
 
-    // MARK: persistence
+    public func fence(_ node: NodeID, name: String, attempt: Int) {
+        fenceAgent?.fence(name, log: agentLog) { [sink] in sink.yield(.shell(.fenceResult(node, attempt: attempt, fenced: $0))) }
+    }
 
     /// Hands the state to the saver, which writes it off the loop (its failures are logged there).
-    private func persist(force: Bool) {
-        let now = Self.now()
-        guard dirty, force || now - lastPersist >= Self.persistEveryMs else { return }
-        saver.save(core.state)
-        dirty = false
-        lastPersist = now
-    }
+    public func save(_ state: ClusterState) { saver.save(state) }
+
+    public func reply(_ id: UInt64, _ reply: RequestReply) { pendingReplies.removeValue(forKey: id)?(.reply(reply)) }
+
+    public func log(_ line: String) { agentLog.write(line) }
+
+    public func post(_ event: AgentShell.Event) { sink.yield(.shell(event)) }
+
+    // MARK: persistence
 
     static func loadState(_ store: StateFileStore, log: AgentLog) -> ClusterState {
         do {
@@ -341,27 +238,12 @@ public final class AgentLoop: @unchecked Sendable {
 
     static func now() -> Millis { BootClock.now() }
 
-    /// A log line for each hypervisor event worth keeping (progress is too chatty).
-    static func describe(_ event: HypervisorEvent) -> String? {
-        switch event {
-        case let .running(vm): "\(vm) is running here"
-        case let .stopped(vm, crashed): crashed ? "\(vm) stopped on its own (crash or power-off)" : "\(vm) stopped"
-        case let .startFailed(vm, reason): "\(vm) failed to start: \(reason)"
-        case let .migrationCompleted(job, vm, downtime): "migration \(job) of \(vm) completed, downtime \(downtime) ms"
-        case let .migrationFailed(job, reason): "migration \(job) failed: \(reason)"
-        case let .migrationOverhead(ms): "a migration from here spent \(ms) ms in set-up and switch-over"
-        case let .stopFailed(vm, reason): "stopping \(vm) failed: \(reason)"
-        case let .queryFailed(vm, reason): "could not ask libvirt about \(vm): \(reason)"
-        case .migrationProgress, .inventory: nil
-        }
-    }
-
     /// What the hypervisor runs, asked until it answers (libvirtd may still be starting).
     private func takeInventory() async -> [String] {
         var attempt = 0
         while true {
             do { return try hypervisor.inventory() } catch {
-                if attempt % 10 == 0 { log.write("cannot list the hypervisor's guests: \(error); retrying") }
+                if attempt % 10 == 0 { agentLog.write("cannot list the hypervisor's guests: \(error); retrying") }
                 attempt += 1
                 try? await Task.sleep(for: .seconds(1))
             }
@@ -374,14 +256,14 @@ public final class AgentLoop: @unchecked Sendable {
     private func reportDifferences(_ running: [String]) {
         let here = Set(running)
         for name in running.sorted() {
-            guard let vm = core.state.vms[name] else {
-                log.write("reconcile: \(name) runs here but is not a Corral VM; leaving it alone")
+            guard let vm = shell.core.state.vms[name] else {
+                agentLog.write("reconcile: \(name) runs here but is not a Corral VM; leaving it alone")
                 continue
             }
-            if vm.node != core.id { log.write("reconcile: \(name) runs here but the saved state has it on \(core.state.nodeName(vm.node)); the cluster decides once quorate") }
+            if vm.node != shell.core.id { agentLog.write("reconcile: \(name) runs here but the saved state has it on \(shell.core.state.nodeName(vm.node)); the cluster decides once quorate") }
         }
-        for vm in core.state.sortedVMs where vm.node == core.id && vm.state == .running && !here.contains(vm.name) {
-            log.write("reconcile: the saved state runs \(vm.name) here but the hypervisor does not; it will be reported stopped")
+        for vm in shell.core.state.sortedVMs where vm.node == shell.core.id && vm.state == .running && !here.contains(vm.name) {
+            agentLog.write("reconcile: the saved state runs \(vm.name) here but the hypervisor does not; it will be reported stopped")
         }
     }
 }

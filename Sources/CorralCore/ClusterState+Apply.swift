@@ -374,6 +374,17 @@ extension ClusterState {
     private mutating func vmStopped(_ name: String, on id: NodeID, crashed: Bool) -> ApplyOutcome {
         guard var vm = vms[name] else { return .refused("no VM named \(name)") }
         guard vm.node == id else { return .refused("VM \(name) is not on \(nodeName(id))") }
+        if vm.state == .migrating, let job = activeJob(for: name), job.state == .running, job.source == id,
+           let destination = nodes[job.destination], destination.health == .up || destination.health == .fencing {
+            // The source no longer has it mid-migration (its agent or host restarted): it may
+            // have switched over. Only the destination can say; nothing places it meanwhile.
+            finishJob(job.id, failed: "\(nodeName(id)) lost \(name) mid-migration; \(destination.name) decides where it runs")
+            releaseLeases(of: vm.spec, holder: id)
+            vms[name]!.node = job.destination
+            vms[name]!.state = .awaitingDestination
+            vms[name]!.reason = "\(nodeName(id)) lost it mid-migration; waiting for \(destination.name) to say whether it runs it"
+            return .applied
+        }
         if let job = activeJob(for: name) { finishJob(job.id, failed: "VM stopped during the migration") }
         releaseLeases(of: vm.spec, holder: id)
         if vm.state == .awaitingDestination {

@@ -41,11 +41,11 @@ struct InvariantChecker {
     }
 
     /// 5. No request stops a VM that should run: only self-fencing and stray copies are stopped.
-    func onStop(_ sim: Simulation, _ node: NodeID, _ vm: String, reason: String) {
+    func onStop(_ sim: Simulation, _ node: NodeID, _ vm: String) {
         let core = sim.hosts[node]!.core
         guard core.canAct, let record = core.state.vms[vm], record.node == node else { return }
         if record.desiredRunning && record.state != .stopping {
-            sim.violation("\(sim.name(node)) stopped \(vm), which should run (\(reason))")
+            sim.violation("\(sim.name(node)) stopped \(vm), which should run (state \(record.state.rawValue))")
         }
     }
 

@@ -84,7 +84,10 @@ public enum RandomScenario {
         timing.settleMs = 40_000
         var settings = ClusterSettings()
         settings.migration.streamMiBps = 400
-        if shellFaults { settings.recovery.fenceAgent = pick(0...1) == 0 }
+        if shellFaults {
+            settings.recovery.fenceAgent = pick(0...1) == 0
+            timing.quorumLagMs = Int64([0, 5, 40][pick(0...2)])
+        }
         return Scenario(name: "random-\(nodeCount)n-\(vmCount)vm\(shellFaults ? "-shell" : "")", nodes: names.map {
             .init(name: $0, capacity: Capacity(memoryMiB: nodeMemory, vcpus: 32), linkMiBps: 1_100)
         }, vms: vms, settings: settings, timing: timing, events: events)
@@ -93,8 +96,9 @@ public enum RandomScenario {
     /// One fault of the agent's shell, healed by `later` where it lasts.
     private static func shellFault(at: Int64, later: Int64, node: String, names: [String],
                                    pick: (ClosedRange<Int>) -> Int) -> [ScenarioEvent] {
-        switch pick(0...6) {
+        switch pick(0...7) {
         case 0: return [.init(atMs: at, .multicastFailures(node, percent: [20, 50, 100][pick(0...2)], untilMs: later))]
+        case 7: return [.init(atMs: at, .garble(node))]
         case 1: return [.init(atMs: at, .stopFailures(node, untilMs: later))]
         case 2: return [.init(atMs: at, .watchdogFails(node)),
                         .init(atMs: later, .request(.resumeNode(node, failback: false), via: nil))]

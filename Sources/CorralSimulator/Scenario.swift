@@ -45,6 +45,9 @@ public struct Scenario: Sendable {
         public var maxRounds = 30
         /// How long the run goes on after the last scripted event.
         public var settleMs: Int64 = 30_000
+        /// 0: votequorum's notification reaches every node with the CPG membership change, just
+        /// before it. Above 0: at each node, either may come first, votequorum's up to this late.
+        public var quorumLagMs: Int64 = 0
         public init() {}
     }
 
@@ -106,5 +109,7 @@ public struct ScenarioEvent: Sendable, Equatable {
         case crashAfterSwitchover(String)
         /// From now on fence agents take this long to answer (and only then power the node off).
         case fenceAgentDelay(Int64)
+        /// The next multicast from the node reaches one member as bytes that do not decode.
+        case garble(String)
     }
 }

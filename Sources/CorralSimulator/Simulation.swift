@@ -1,7 +1,12 @@
+import CorralAgent
+import CorosyncTransport
 import CorralCore
 
-/// A seeded discrete-event simulation of a whole cluster: every node runs the real
-/// `CorralNode`; the group layer delivers multicasts in one total order per membership view
+/// A seeded discrete-event simulation of a whole cluster: every node runs the real agent
+/// shell (`AgentShell`, which owns the real `CorralNode`), fed Corosync's events (CPG
+/// membership and votequorum notifications, in either order), its hypervisor's events, time
+/// and operator requests, and carrying out the core's directives on the simulated world
+/// (`SimulatedNode` is its group, hypervisor, watchdog and fence agent); the group layer delivers multicasts in one total order per membership view
 /// (virtual synchrony: a message is delivered to all members of its view or to none);
 /// hypervisors start, stop and migrate VMs over shared links; faults come from the scenario.
 /// Invariants (DESIGN §3) are checked at every step by `InvariantChecker`.
@@ -17,13 +22,24 @@ public final class Simulation {
         case scripted(ScenarioEvent.Action)
         case leaseCheck(NodeID, incarnation: Int, until: Millis)
         case fenceDone(coordinator: NodeID, incarnation: Int, target: NodeID, attempt: Int)
-        /// Something the node's shell reports to its core (a failure of its own).
-        case shellInput(NodeID, incarnation: Int, Input)
+        /// Something the node's shell queued for itself (a failure of its own, a hypervisor report).
+        case shellEvent(NodeID, incarnation: Int, AgentShell.Event)
+        /// votequorum's notification reaching one node (it travels apart from CPG's stream).
+        case quorumNotice(NodeID, incarnation: Int, quorate: Bool, members: [NodeID])
     }
 
     struct Host {
-        var core: CorralNode
+        var shell: AgentShell
+        /// The node's group, hypervisor, watchdog and fence agent as its shell sees them.
+        var world: SimulatedNode
         var config: Scenario.NodeConfig
+        var core: CorralNode { shell.core }
+        /// The members of the last CPG membership this node's shell was told about.
+        var lastMembers: [NodeID] = []
+        /// The next multicast from this node reaches one member garbled.
+        var garbleNext = false
+        /// The watchdog refuses to be armed from now on.
+        var watchdogBroken = false
         var alive = true
         var hung = false
         var incarnation = 0
@@ -37,7 +53,7 @@ public final class Simulation {
         var resumedAt: Millis?
         /// Only the agent is frozen: inputs wait in `backlog` until it is resumed.
         var agentHung = false
-        var backlog: [Input] = []
+        var backlog: [AgentShell.Event] = []
         var multicastFailPercent = 0
         var multicastFailUntil: Int64 = 0
         var stopFailUntil: Int64 = 0
@@ -87,7 +103,7 @@ public final class Simulation {
         for (i, n) in scenario.nodes.enumerated() {
             let id = NodeID(i + 1)
             let spec = NodeSpec(id: id, name: n.name, capacity: n.capacity, linkMiBps: n.linkMiBps)
-            hosts[id] = Host(core: CorralNode(spec: spec, state: state), config: n)
+            hosts[id] = makeHost(spec: spec, state: state, config: n)
             queue.push(.tick(id, incarnation: 0), at: Int64(i) * 7 % scenario.timing.tickMs)
         }
         queue.push(.reconfigure, at: 500)
@@ -113,6 +129,16 @@ public final class Simulation {
         return report
     }
 
+    /// A node as it boots: a fresh agent (shell and core) over the state it kept.
+    private func makeHost(spec: NodeSpec, state: ClusterState, config: Scenario.NodeConfig) -> Host {
+        let world = SimulatedNode(simulation: self, node: spec.id)
+        let fenceAgent = scenario.settings.recovery.fenceAgent
+        let addresses = Dictionary(uniqueKeysWithValues: scenario.nodes.indices.map { (NodeID($0 + 1), "10.0.0.\($0 + 1)") })
+        let shell = AgentShell(core: CorralNode(spec: spec, state: state, fenceAgent: fenceAgent), world: world,
+                               hypervisor: world, watchdog: world, addresses: addresses)
+        return Host(shell: shell, world: world, config: config)
+    }
+
     var ids: [NodeID] { hosts.keys.sorted() }
     func name(_ id: NodeID) -> String { hosts[id]?.config.name ?? "node\(id)" }
     func id(named name: String) -> NodeID? { ids.first { hosts[$0]!.config.name == name } }
@@ -126,7 +152,7 @@ public final class Simulation {
         switch event {
         case let .tick(node, inc):
             guard let h = hosts[node], h.alive, h.incarnation == inc else { return }
-            if !h.hung && !h.agentHung { step(node, .tick) }
+            if !h.hung && !h.agentHung { handle(node, .tick) }
             queue.push(.tick(node, incarnation: inc), at: now + scenario.timing.tickMs)
         case let .pump(view): pump(view)
         case .reconfigure: reconfigure()
@@ -134,7 +160,7 @@ public final class Simulation {
             guard let h = hosts[node], h.alive, h.incarnation == inc else { return }
             // A frozen agent reads its hypervisor's events once it runs again.
             if h.hung { return queue.push(.hypervisor(node, incarnation: inc, ev), at: now + scenario.timing.tickMs) }
-            step(node, .hypervisor(ev))
+            handle(node, .hypervisor(ev))
         case let .vmBooted(node, inc, vm, attempt): vmBooted(node, inc, vm, attempt)
         case let .vmHalted(node, inc, vm, crashed):
             guard hosts[node]?.incarnation == inc, hosts[node]!.running.remove(vm) != nil else { return }
@@ -143,13 +169,16 @@ public final class Simulation {
         case .migrationStep: migrationStep()
         case let .scripted(action): perform(action)
         case let .leaseCheck(node, inc, until): leaseCheck(node, inc, until)
-        case let .shellInput(node, inc, input):
+        case let .shellEvent(node, inc, event):
             guard hosts[node]?.incarnation == inc else { return }
-            step(node, input)
+            handle(node, event)
+        case let .quorumNotice(node, inc, quorate, members):
+            guard hosts[node]?.incarnation == inc else { return }
+            handle(node, .corosync(.quorum(quorate: quorate, members: members)))
         case let .fenceDone(coordinator, inc, target, attempt):
             if let h = hosts[target], h.alive { powerOff(target, why: "fenced by fence agent") }
             guard hosts[coordinator]?.incarnation == inc else { return }
-            step(coordinator, .fenceAgentResult(target, attempt: attempt, fenced: true))
+            handle(coordinator, .fenceResult(target, attempt: attempt, fenced: true))
         }
         switch event {
         case .pump, .reconfigure: recordStateChanges()
@@ -157,77 +186,15 @@ public final class Simulation {
         }
     }
 
-    /// Feeds one input to a node's core and carries out what it asks.
-    func step(_ node: NodeID, _ input: Input) {
+    /// Feeds one event to a node's agent shell, which steps its core and carries out what
+    /// it asks through the node's `SimulatedNode`.
+    func handle(_ node: NodeID, _ event: AgentShell.Event) {
         guard let h = hosts[node], h.alive, !h.hung else { return }
-        // A frozen agent's inputs wait, as Corosync and libvirt queue them for its sockets.
-        if h.agentHung { return hosts[node]!.backlog.append(input) }
-        // Mutate in place: a copy would duplicate the whole state on every write.
-        let directives = hosts[node]!.core.step(input, now: now)
+        // A frozen agent's events wait, as Corosync and libvirt queue them for its sockets.
+        if h.agentHung { return hosts[node]!.backlog.append(event) }
+        h.shell.handle(event, now: now)
         report.coreSteps += 1
         checker.afterStep(self, node)
-        for d in directives { execute(d, on: node) }
-    }
-
-    private func execute(_ directive: Directive, on node: NodeID) {
-        let h = hosts[node]!
-        switch directive {
-        case let .broadcast(envelope):
-            if now < h.multicastFailUntil, Int.random(in: 0..<100, using: &rng) < h.multicastFailPercent {
-                return queue.push(.shellInput(node, incarnation: h.incarnation,
-                                              .broadcastFailed(sequence: envelope.sequence, reason: "simulated multicast failure")), at: now + 1)
-            }
-            guard let view = h.view, views[view] != nil else { return }
-            if inFlight[view] == nil { queue.push(.pump(view: view), at: now + scenario.timing.messageLatencyMs) }
-            inFlight[view, default: []].append(envelope)
-        case let .startVM(spec, _):
-            checker.onStart(self, node, spec)
-            guard !h.running.contains(spec.name), h.booting[spec.name] == nil else { return }
-            let attempt = nextAttempt
-            nextAttempt += 1
-            hosts[node]!.booting[spec.name] = attempt
-            queue.push(.vmBooted(node, incarnation: h.incarnation, vm: spec.name, attempt: attempt), at: now + scenario.timing.vmStartMs)
-        case let .stopVM(vm, reason):
-            checker.onStop(self, node, vm, reason: reason)
-            if now < h.stopFailUntil, h.running.contains(vm) {
-                hosts[node]!.stopsFailed = true
-                return queue.push(.hypervisor(node, incarnation: h.incarnation, .stopFailed(vm, reason: "simulated destroy failure")),
-                                  at: now + scenario.timing.vmStopMs)
-            }
-            hosts[node]!.booting[vm] = nil
-            if h.running.contains(vm) {
-                queue.push(.vmHalted(node, incarnation: h.incarnation, vm: vm, crashed: false), at: now + scenario.timing.vmStopMs)
-            }
-        case let .migrateVM(job, spec, _):
-            checker.onMigrate(self, node, job)
-            guard h.running.contains(spec.name), hosts[job.destination]?.alive == true else {
-                queue.push(.hypervisor(node, incarnation: h.incarnation, .migrationFailed(job: job.id, reason: "VM or destination not available")), at: now)
-                return
-            }
-            network.start(job: job.id, vm: spec.name, source: node, destination: job.destination, memoryMiB: spec.memoryMiB,
-                          dirtyMiBps: dirtyRates[spec.name] ?? 0, capMiBps: job.bandwidthMiBps,
-                          setupMs: Int64(scenario.settings.migration.setupMs))
-            scheduleMigrationStep()
-        case let .setMigrationBandwidth(job, _, bw):
-            network.setCap(job: job, bw)
-        case let .abortMigration(job, _):
-            if network.remove(job: job) != nil {
-                queue.push(.hypervisor(node, incarnation: h.incarnation, .migrationFailed(job: job, reason: "aborted")), at: now)
-            }
-        case let .runFenceAgent(target, _, attempt):
-            queue.push(.fenceDone(coordinator: node, incarnation: h.incarnation, target: target, attempt: attempt), at: now + fenceAgentMs)
-        case let .renewLease(until):
-            hosts[node]!.leaseUntil = until
-            queue.push(.leaseCheck(node, incarnation: h.incarnation, until: until), at: until)
-        case let .reply(_, reply):
-            switch reply {
-            case let .done(text): note("request done on \(name(node)): \(text)")
-            case let .refused(text): note("request refused on \(name(node)): \(text)")
-            case let .plan(lines): note("what-if on \(name(node)): \(lines.joined(separator: "; "))")
-            }
-        case .stateChanged, .log, .prepareIncoming, .stageVM, .unstageVM:
-            break
-        }
     }
 
     // MARK: group communication
@@ -255,8 +222,20 @@ public final class Simulation {
         if case let .command(.declareFenced(target, method)) = envelope.body {
             checker.onFenced(self, target, method: method)
         }
+        // A garbled copy reaches the first other member as bytes that do not decode.
+        let garbledFor = hosts[envelope.origin]?.garbleNext == true ? members.first { $0 != envelope.origin } : nil
+        if garbledFor != nil {
+            hosts[envelope.origin]!.garbleNext = false
+            note("a message from \(name(envelope.origin)) reaches \(name(garbledFor!)) garbled")
+        }
         for member in members where hosts[member]?.view == view {
-            step(member, .delivered(envelope))
+            if member == garbledFor {
+                handle(member, .corosync(.delivered(from: envelope.origin, payload: Array("garbled".utf8))))
+            } else {
+                // Decoded already: the codec has tests of its own, and JSON for every copy would
+                // slow the campaign several times over.
+                handle(member, .input(.delivered(envelope)))
+            }
         }
     }
 
@@ -285,7 +264,27 @@ public final class Simulation {
             let members = current[view]!
             let quorate = members.count * 2 > scenario.nodes.count
             note("membership [\(members.map(name).joined(separator: " "))]\(quorate ? "" : " (no quorum)")")
-            for m in members { step(m, .membership(members: members, quorate: quorate)) }
+            for m in members { tellMembership(m, members: members, quorate: quorate) }
+        }
+    }
+
+    /// Corosync tells a node's agent of a new membership over two channels: votequorum's
+    /// notification and CPG's configuration change. By default votequorum's comes first, at the
+    /// same instant; with `quorumLagMs` a node may get CPG's first and votequorum's up to that
+    /// much later (drawn per node), as on real hosts.
+    private func tellMembership(_ node: NodeID, members: [NodeID], quorate: Bool) {
+        let previous = hosts[node]!.lastMembers
+        hosts[node]!.lastMembers = members
+        let change = CorosyncEvent.membership(members: members, joined: members.filter { !previous.contains($0) },
+                                              left: previous.filter { !members.contains($0) }, agentOnly: [])
+        let lag = scenario.timing.quorumLagMs
+        if lag > 0, Int.random(in: 0...1, using: &rng) == 0 {
+            handle(node, .corosync(change))
+            queue.push(.quorumNotice(node, incarnation: hosts[node]!.incarnation, quorate: quorate, members: members),
+                       at: now + Int64.random(in: 1...lag, using: &rng))
+        } else {
+            handle(node, .corosync(.quorum(quorate: quorate, members: members)))
+            handle(node, .corosync(change))
         }
     }
 
@@ -301,7 +300,7 @@ public final class Simulation {
         queue.push(.hypervisor(node, incarnation: inc, .running(vm)), at: now)
     }
 
-    private func scheduleMigrationStep() {
+    func scheduleMigrationStep() {
         guard !migrationStepScheduled else { return }
         migrationStepScheduled = true
         queue.push(.migrationStep, at: now + scenario.timing.migrationStepMs)
@@ -379,7 +378,8 @@ public final class Simulation {
             h.alive = true
             h.hung = false
             h.incarnation += 1
-            h.core = CorralNode(spec: h.core.spec, state: h.core.state)
+            let rebooted = makeHost(spec: h.core.spec, state: h.core.state, config: h.config)
+            (h.shell, h.world, h.lastMembers) = (rebooted.shell, rebooted.world, [])
             hosts[id] = h
             note("power on \(n)")
             queue.push(.tick(id, incarnation: h.incarnation), at: now + t.tickMs)
@@ -409,7 +409,7 @@ public final class Simulation {
                 note("resume \(n)'s agent (SIGCONT)")
                 let backlog = hosts[id]!.backlog
                 hosts[id]!.backlog = []
-                for input in backlog { step(id, input) }
+                for event in backlog { handle(id, event) }
                 return
             }
             guard hosts[id]!.hung else { return }
@@ -435,7 +435,10 @@ public final class Simulation {
         case let .watchdogFails(n):
             guard let id = id(named: n), hosts[id]!.alive else { return }
             note("\(n): the watchdog refuses to be armed")
-            step(id, .watchdogFailed(reason: "simulated WDIOC_SETTIMEOUT failure"))
+            hosts[id]!.watchdogBroken = true
+        case let .garble(n):
+            guard let id = id(named: n) else { return }
+            hosts[id]!.garbleNext = true
         case let .crashAfterSwitchover(n):
             guard let id = id(named: n) else { return }
             hosts[id]!.crashOnSwitchover = true
@@ -450,7 +453,7 @@ public final class Simulation {
             let target = via.flatMap(id(named:)) ?? ids.first { hosts[$0]!.alive && !hosts[$0]!.hung }
             guard let target else { return }
             note("request \(describe(request)) via \(name(target))")
-            step(target, .request(id: UInt64(now), request, whatIf: false))
+            handle(target, .input(.request(id: UInt64(now), request, whatIf: false)))
         }
     }
 
@@ -468,6 +471,7 @@ public final class Simulation {
         h.backlog = []
         h.crashOnSwitchover = false
         h.stopsFailed = false
+        h.watchdogBroken = false
         hosts[node] = h
         for f in network.removeAll(touching: node) where f.source != node {
             report.failedMigrations += 1

@@ -98,6 +98,24 @@ import Testing
         }
     }
 
+    /// A source that no longer has the guest mid-migration (its host rebooted, its agent
+    /// restarted) cannot say where it is: it may have switched over. The guest awaits the
+    /// destination's word. (Before: it became pending and was restarted elsewhere while it ran
+    /// on the destination; found by the simulator with a crash right at a switchover.)
+    @Test(arguments: [true, false])
+    func sourceThatLostTheGuestMidMigrationLeavesItToTheDestination(switchedOver: Bool) {
+        var state = Self.loadedCluster()
+        let job = state.migrate("web", to: "n2")
+        state.must(.vmStopped(vm: "web", on: state.id("n1"), crashed: true))
+        #expect(state.jobs[job]?.state == .failed)
+        #expect(state.vms["web"]?.state == .awaitingDestination)
+        #expect(state.whereIs("web") == "n2")
+        #expect(state.coordinate().placements(in: state).isEmpty)
+        let n2 = state.id("n2")
+        state.must(switchedOver ? .vmStarted(vm: "web", on: n2, leaseTokens: []) : .vmStopped(vm: "web", on: n2, crashed: false))
+        #expect(state.vms["web"]?.state == (switchedOver ? .running : .pending))
+    }
+
     /// The destination of a guest awaiting its word is fenced too: the guest fails over.
     @Test func awaitingGuestFailsOverWhenItsDestinationIsFenced() {
         var state = Self.loadedCluster()
