@@ -296,6 +296,7 @@ public struct CorralNode: Sendable {
 
     private mutating func onDelivered(_ envelope: Envelope, _ out: inout [Directive]) {
         if envelope.origin == id { outstanding.removeValue(forKey: envelope.sequence) }
+        undecodableFrom[envelope.origin] = nil
         switch envelope.body {
         case let .syncOffer(offer): onSyncOffer(offer, from: envelope.origin, &out)
         case let .snapshot(snapshot, snapshotView): onSnapshot(snapshot, view: snapshotView, from: envelope.origin, &out)
@@ -460,8 +461,8 @@ public struct CorralNode: Sendable {
 
     /// A delivery this node cannot read may be a command every other member applied: stop
     /// applying commands and ask for a new sync round, which replaces this node's state with
-    /// the winner's. A member whose messages cannot be read twice in one membership speaks
-    /// something else (another version): no node acts until it leaves.
+    /// the winner's. A member two of whose messages in a row cannot be read (none readable in
+    /// between) speaks something else (another version): no node acts until it leaves.
     private mutating func onUndecodable(_ from: NodeID, _ reason: String, _ out: inout [Directive]) {
         out.append(.log("could not read a message from \(state.nodeName(from)): \(reason)"))
         guard quorate, unreadableMembers[from] == nil else { return }

@@ -213,4 +213,24 @@ import Testing
         #expect(group.nodes[3]?.state.vms["a"]?.state == .running)
         #expect(group.nodes[3]?.state.vms["a"]?.node == 1)
     }
+
+    /// One garbled message (a readable one after it) costs a sync round; two in a row from the
+    /// same member mean it speaks another version, and then no node acts until it leaves.
+    /// (The simulator's garbling found a healthy cluster stopped for good when any two
+    /// unreadable messages in one membership counted.)
+    @Test func onlyUnreadableMessagesInARowMeanAnotherVersion() {
+        var group = Self.runningGroup()
+        group.feed(2, .undecodable(from: 3, reason: "test: garbled"))
+        group.settle()
+        group.advance(by: 300)
+        group.feed(2, .undecodable(from: 3, reason: "test: garbled"))
+        group.settle()
+        group.advance(by: 300)
+        #expect(group.nodes[2]?.unreadableMembers.isEmpty == true)
+        #expect(group.nodes[2]?.canAct == true)
+        group.feed(2, .undecodable(from: 3, reason: "test: garbled"))
+        group.feed(2, .undecodable(from: 3, reason: "test: newer payload"))
+        #expect(group.nodes[2]?.unreadableMembers[3] == "test: newer payload")
+        #expect(group.nodes[2]?.canAct == false)
+    }
 }
