@@ -101,6 +101,7 @@ extension ClusterState {
                 if n.health != .up { n.health = .up }
             } else if n.health == .up {
                 n.health = holdsAnything(n.id) ? .fencing : .down
+                if n.health == .fencing { n.fencingEpoch = epoch }
                 for job in sortedJobs where job.state == .queued && (job.source == n.id || job.destination == n.id) {
                     finishJob(job.id, failed: "\(n.name) left the cluster")
                 }

@@ -70,9 +70,10 @@ public struct CorralNode: Sendable {
     /// Start of this node's current unbroken run of quorate memberships.
     private var quorateSince: Millis?
     /// The fence agent attempt asked for each node being fenced (numbers never repeat).
-    private var fenceAsked: [NodeID: Int] = [:]
+    private var fenceAsked: [NodeID: (attempt: Int, episode: UInt64)] = [:]
     private var nextFenceAttempt = 1
-    private var fenceConfirmed: Set<NodeID> = []
+    /// Nodes a fence agent confirmed off, with the fencing episode (`Node.fencingEpoch`) asked about.
+    private var fenceConfirmed: [NodeID: UInt64] = [:]
     /// Nodes whose agent left while their Corosync stayed: fenced by lease, not by the agent.
     private var agentOnlyLeft: Set<NodeID> = []
     /// Peers Corosync's link heartbeat cannot reach (before any membership change says so).
@@ -130,8 +131,9 @@ public struct CorralNode: Sendable {
         case let .fenceAgentResult(node, attempt, fenced):
             // Only the answer to the latest ask counts: one that arrives after the node came
             // back (or after it was asked about again) says nothing about its current failure.
-            let current = fenceAsked[node] == attempt && state.nodes[node]?.health == .fencing
-            if fenced && current { fenceConfirmed.insert(node) }
+            let asked = fenceAsked[node]
+            let current = asked?.attempt == attempt && state.nodes[node]?.health == .fencing
+            if fenced && current { fenceConfirmed[node] = asked!.episode }
             out.append(.log("fence agent for \(state.nodeName(node)): \(fenced ? "confirmed off" : "did not confirm")"
                             + (current ? "" : " (a late answer to an earlier fencing: ignored)")))
         case let .unreachable(nodes):
@@ -161,7 +163,7 @@ public struct CorralNode: Sendable {
             // A node that is back must be fenced afresh if it fails again.
             leftAt[node] = nil
             fenceAsked[node] = nil
-            fenceConfirmed.remove(node)
+            fenceConfirmed[node] = nil
             agentOnlyLeft.remove(node)
         }
         if !newQuorate { quorateSince = nil } else if quorateSince == nil { quorateSince = now }
@@ -372,9 +374,9 @@ public struct CorralNode: Sendable {
     private mutating func askFenceAgent(_ out: inout [Directive]) {
         guard isCoordinator, state.settings.recovery.fenceAgent || hasFenceAgent else { return }
         let grace = Millis(state.settings.recovery.fenceGraceMs)
-        for node in state.sortedNodes where node.health == .fencing && fenceAsked[node.id] == nil
+        for node in state.sortedNodes where node.health == .fencing && fenceAsked[node.id]?.episode != node.fencingEpoch
             && !agentOnlyLeft.contains(node.id) && now >= (leftAt[node.id] ?? now) + grace {
-            fenceAsked[node.id] = nextFenceAttempt
+            fenceAsked[node.id] = (nextFenceAttempt, node.fencingEpoch)
             out.append(.runFenceAgent(node.id, name: node.name, attempt: nextFenceAttempt))
             nextFenceAttempt += 1
         }
@@ -596,12 +598,13 @@ public struct CorralNode: Sendable {
         for job in state.jobs.values.filter({ $0.source == id && ($0.state == .running || issuedMigrations[$0.id] != nil) }).sorted(by: { $0.id < $1.id }) {
             if job.state == .running, let reason = failedMigrations[job.id] {
                 report(.migrationFailed(job: job.id, reason: reason), &out)
-            } else if job.state == .running, !members.contains(job.destination), completedMigrations[job.id] == nil {
-                // The destination left: stop the migration so that the guest cannot switch
-                // over to a node whose lease may be running out. Whether it stopped in time or
-                // switched over first, the hypervisor's answer is what gets reported.
+            } else if job.state == .running, let why = destinationLost(job.destination), completedMigrations[job.id] == nil {
+                // The destination left, or went silent for half a lease: stop the migration so
+                // that the guest cannot switch over to a node whose lease may be running out.
+                // Whether it stopped in time or switched over first, the hypervisor's answer is
+                // what gets reported.
                 if issuedMigrations[job.id] == nil {
-                    report(.migrationFailed(job: job.id, reason: "\(state.nodeName(job.destination)) left the membership"), &out)
+                    report(.migrationFailed(job: job.id, reason: why), &out)
                 } else if !abortedMigrations.contains(job.id) {
                     abortedMigrations.insert(job.id)
                     out.append(.abortMigration(job: job.id, vm: job.vm))
@@ -622,6 +625,18 @@ public struct CorralNode: Sendable {
             }
         }
         forgetSettledMigrations()
+    }
+
+    /// Why a migration to `node` must not switch over, if it must not: it left the membership,
+    /// or its lease, as the last heartbeat seen here carried it, ends within the stop guard
+    /// plus the margin (its heartbeats stopped coming: it is about to stop every guest it has,
+    /// an arriving one included, which it could not stop in time).
+    private func destinationLost(_ node: NodeID) -> String? {
+        if !members.contains(node) { return "\(state.nodeName(node)) left the membership" }
+        if let end = leaseEndSeen[node], end - now < leaseGuard + Millis(state.settings.recovery.marginMs) {
+            return "\(state.nodeName(node))'s lease is about to run out (no heartbeat from it)"
+        }
+        return nil
     }
 
     /// How long a quorate membership must have held before this node stages anything.
@@ -701,7 +716,9 @@ public struct CorralNode: Sendable {
         for node in state.nodes.keys {
             leaseEnds[node] = max(leaseEndSeen[node] ?? .min, (quorateSince ?? now) + Millis(longestLease(of: node)))
         }
-        let context = Coordinator.Context(now: now, leaseEnds: leaseEnds, fenceConfirmed: fenceConfirmed,
+        // Only confirmations about the node's current fencing episode count.
+        let confirmed = Set(fenceConfirmed.filter { state.nodes[$0.key]?.fencingEpoch == $0.value }.keys)
+        let context = Coordinator.Context(now: now, leaseEnds: leaseEnds, fenceConfirmed: confirmed,
                                           members: members, stableVMs: stableAfterCrashes())
         for command in Coordinator.plan(state, context) { send(.command(command), &out) }
     }

@@ -41,6 +41,10 @@ public struct Node: Codable, Sendable, Equatable {
     /// applied (its floor from Corosync's timing and the setting at the time): what a
     /// coordinator that did not see its last heartbeats must wait out. Only grows.
     public var longestLeaseMs: Int
+    /// The epoch whose state sync marked this node `fencing`: names the fencing episode, so a
+    /// fence agent's answer about an earlier failure never fences a later one (a node may have
+    /// come back and failed again in partitions this node was not in).
+    public var fencingEpoch: UInt64
 
     public init(id: NodeID, name: String, capacity: Capacity, linkMiBps: Int = 0) {
         self.id = id
@@ -53,6 +57,7 @@ public struct Node: Codable, Sendable, Equatable {
         self.drainFailures = []
         self.drainFirstJob = 0
         self.longestLeaseMs = 0
+        self.fencingEpoch = 0
     }
 
     public var state: NodeState {
@@ -76,7 +81,7 @@ public struct Node: Codable, Sendable, Equatable {
 
 extension Node {
     enum CodingKeys: String, CodingKey {
-        case id, name, capacity, health, admin, linkMiBps, linkConfigured, drainFailures, drainFirstJob, longestLeaseMs
+        case id, name, capacity, health, admin, linkMiBps, linkConfigured, drainFailures, drainFirstJob, longestLeaseMs, fencingEpoch
     }
 
     /// `linkConfigured` is written only when true, so states without it keep their bytes
@@ -93,6 +98,7 @@ extension Node {
         try c.encode(drainFailures, forKey: .drainFailures)
         try c.encode(drainFirstJob, forKey: .drainFirstJob)
         if longestLeaseMs > 0 { try c.encode(longestLeaseMs, forKey: .longestLeaseMs) }
+        if fencingEpoch > 0 { try c.encode(fencingEpoch, forKey: .fencingEpoch) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -107,6 +113,7 @@ extension Node {
         drainFailures = try c.decode([String].self, forKey: .drainFailures)
         drainFirstJob = try c.decode(Int.self, forKey: .drainFirstJob)
         longestLeaseMs = try c.decodeIfPresent(Int.self, forKey: .longestLeaseMs) ?? 0
+        fencingEpoch = try c.decodeIfPresent(UInt64.self, forKey: .fencingEpoch) ?? 0
     }
 }
 

@@ -7,6 +7,9 @@ let usage = """
 usage: corral-bench drain [--json]      drain five VM mixes four ways in the simulator
        corral-bench plan [--json]       drain and failover plans for 64 nodes × 8,000 VMs
        corral-bench simulate [--json]   simulated node-steps per second
+       corral-bench campaign [--seeds 10000] [--json]
+                                        the simulation campaign at benchmark size: sparse and dense clusters,
+                                        shell faults; failing seeds and wall time per mix (exit 1 on a violation)
        corral-bench cluster [--json]    real 3-node Corosync cluster: commands/s, sync, failure detection, memory (root)
        corral-bench chaos [--seed S] [--rounds R] [--nodes N] [--guests G] [--fence-agent] [--json] (see chaos --help)
                                         real 5-node libvirt cluster: seeded fault campaign checked against the hypervisors (root)
@@ -33,6 +36,7 @@ switch args.first {
 case "drain": DrainBenchmark.run(json: json)
 case "plan": PlanBenchmark.run(json: json)
 case "simulate": SimulateBenchmark.run(json: json)
+case "campaign": exit(CampaignBenchmark.run(options, json: json))
 case "cluster": ClusterBenchmark.run(json: json)
 case "chaos": exit(ChaosCampaign.run(Array(args.dropFirst())))
 case "drain-real": DrainRealBenchmark.run(options, json: json)
