@@ -34,7 +34,7 @@ let package = Package(
         .executableTarget(name: "corral-bench", dependencies: ["CorralCore", "CorralSimulator", "CorralAgent", "CorralTestbed"]),
         .testTarget(name: "CorralCoreTests", dependencies: ["CorralCore"]),
         .testTarget(name: "CorralSimulatorTests", dependencies: ["CorralSimulator", "CorralCore", "CorralAgent"], resources: [.copy("Golden")]),
-        .testTarget(name: "CorralAgentTests", dependencies: ["CorralAgent", "CorralCore"]),
+        .testTarget(name: "CorralAgentTests", dependencies: ["CorralAgent", "CorralCore", "CorralTestbed"]),
         .testTarget(name: "CorralIntegrationTests", dependencies: ["CorralAgent", "CorralCore", "CorralTestbed"]),
     ],
     swiftLanguageModes: [.v6]

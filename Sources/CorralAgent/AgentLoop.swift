@@ -25,6 +25,7 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
     private let store: StateFileStore
     private let saver: StateSaver
     private let broadcaster: Broadcaster
+    private let notifier: SystemdNotifier
     private let events: AsyncStream<Event>
     private let sink: AsyncStream<Event>.Continuation
     // Owned by the loop task only.
@@ -33,13 +34,20 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
     private var expectedVotes: Int
     private var pendingReplies: [UInt64: @Sendable (ControlResponse) -> Void] = [:]
     private var nextRequest: UInt64 = 1
+    /// What systemd was last told (`READY=1` once, then `STATUS=` when it changes).
+    private var toldReady = false
+    private var toldStatus = ""
+    private var lastWatchdogPing: Millis = .min
+    private var notifyFailureLogged = false
 
     public static let tickMs: Millis = 100
 
     /// Connects to Corosync (waiting for it if needed), loads the state file, builds the core.
     public init(configuration: AgentConfiguration, hypervisor: Hypervisor = RecordOnlyHypervisor(),
-                watchdog: Watchdog = NoWatchdog(), log: AgentLog) async {
+                watchdog: Watchdog = NoWatchdog(), log: AgentLog,
+                notifier: SystemdNotifier = SystemdNotifier()) async {
         self.configuration = configuration
+        self.notifier = notifier
         self.agentLog = log
         self.hypervisor = hypervisor
         self.watchdog = watchdog
@@ -97,7 +105,9 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
         for await event in events {
             if case .shutdown = event { break }
             handle(event)
+            tellSystemd()
         }
+        notifier.stopping(status: "stopping; " + (shell.core.localVMs.isEmpty ? "no guests here" : "\(shell.core.localVMs.count) guests stay under the lease"))
         shell.persist(now: Self.now(), force: true)
         saver.flush()
         broadcaster.flush()
@@ -137,7 +147,10 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
             pump(group)
         case let .control(request, reply):
             switch request {
-            case .status: reply(.status(StatusReport(shell.core)))
+            case .status:
+                var report = StatusReport(shell.core)
+                report.leaseRemainingMs = shell.core.leaseExpiry.map { Int(max(0, $0 - now)) }
+                reply(.status(report))
             case let .operate(request, whatIf):
                 let id = nextRequest
                 nextRequest += 1
@@ -146,6 +159,40 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
             }
         case .shutdown: break
         }
+    }
+
+    /// Keeps systemd informed: `READY=1` once the node can act (joined, quorate and synced; a
+    /// sync alone proves nothing), before and after it a `STATUS=` line whenever membership,
+    /// quorum, syncing or the guests here change, and `WATCHDOG=1` at half systemd's watchdog
+    /// interval when `WatchdogSec=` is set. A failure to notify is logged once and never stops
+    /// the agent.
+    private func tellSystemd() {
+        guard notifier.socketPath != nil else { return }
+        let core = shell.core
+        let members = core.members.count == 1 ? "alone" : "\(core.members.count) members"
+        let status = "\(core.quorate ? "quorate" : "NOT quorate"), \(members)\(core.syncing ? ", syncing" : ""), \(core.localVMs.count) guests here"
+        if !toldReady, core.canAct {
+            toldReady = true
+            toldStatus = status
+            notifyFailure(notifier.ready(status: status))
+        } else if status != toldStatus {
+            toldStatus = status
+            notifyFailure(notifier.status(status))
+        }
+        if let interval = notifier.watchdogInterval {
+            let now = Self.now()
+            let halfMs = Millis(interval.components.seconds * 500 + interval.components.attoseconds / 2_000_000_000_000_000)
+            if now - lastWatchdogPing >= halfMs {
+                lastWatchdogPing = now
+                notifyFailure(notifier.watchdog())
+            }
+        }
+    }
+
+    private func notifyFailure(_ failure: SystemdNotifier.NotifyFailure?) {
+        guard let failure, !notifyFailureLogged else { return }
+        notifyFailureLogged = true
+        agentLog.write("\(failure) (further notify failures are not logged)")
     }
 
     private func pump(_ group: CorosyncGroup) {

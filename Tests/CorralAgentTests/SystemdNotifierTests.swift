@@ -1,4 +1,5 @@
 @testable import CorralAgent
+import CorralTestbed
 import Foundation
 import Glibc
 import Testing
@@ -7,52 +8,8 @@ import Testing
 /// a filesystem path and an abstract `@name`, the exact datagrams, the watchdog settings, and
 /// silence outside systemd.
 @Suite struct SystemdNotifierTests {
-    /// A bound datagram socket that receives what the notifier sends; fails the test after 2 s.
-    final class FakeSystemd {
-        let fd: Int32
-        let name: String
-
-        /// `name`: a path, or `@something` for an abstract socket.
-        init(_ name: String) throws {
-            self.name = name
-            fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw Failure(step: "socket", errno: errno) }
-            var bytes = Array(name.utf8)
-            let abstract = bytes.first == UInt8(ascii: "@")
-            if abstract { bytes[0] = 0 }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-            let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + bytes.count + (abstract ? 0 : 1))
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-            guard bound == 0 else { throw Failure(step: "bind", errno: errno) }
-            var timeout = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        }
-
-        deinit {
-            close(fd)
-            if name.hasPrefix("/") { unlink(name) }
-        }
-
-        /// The next datagram, or nil after 2 s.
-        func receive() -> String? {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = recv(fd, &buffer, buffer.count, 0)
-            return count < 0 ? nil : String(decoding: buffer.prefix(count), as: UTF8.self)
-        }
-
-        /// Nothing waiting now.
-        func isEmpty() -> Bool {
-            var buffer = [UInt8](repeating: 0, count: 16)
-            return recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) < 0
-        }
-
-        struct Failure: Error { let step: String; let errno: Int32 }
-    }
-
     func exchange(_ name: String) throws {
-        let systemd = try FakeSystemd(name)
+        let systemd = try NotifyListener(name)
         let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": name, "WATCHDOG_USEC": "6000000", "WATCHDOG_PID": "4242"], pid: 4242)
         #expect(notifier.socketPath == name)
         #expect(notifier.watchdogInterval == .seconds(6))
@@ -80,7 +37,7 @@ import Testing
     @Test func watchdogOnlyWhenSystemdAsksForThisProcess() throws {
         let scratch = try ScratchDirectory()
         defer { scratch.remove() }
-        let systemd = try FakeSystemd(scratch.path + "/notify")
+        let systemd = try NotifyListener(scratch.path + "/notify")
         let otherPID = SystemdNotifier(environment: ["NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "6000000", "WATCHDOG_PID": "1"], pid: 4242)
         #expect(otherPID.watchdogInterval == nil)
         let noWatchdog = SystemdNotifier(environment: ["NOTIFY_SOCKET": systemd.name], pid: 4242)

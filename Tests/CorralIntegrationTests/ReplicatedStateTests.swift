@@ -81,9 +81,21 @@ struct ReplicatedStateTests {
             cluster.crash(3)
             _ = try cluster.waitForAgreement([1, 2], members: 2)
             for k in 1...5 { #expect(cluster.corral(1, "vm", "add", "late\(k)", "--memory", "256").status == 0) }
-            cluster.start(3)
+            // corrald under Type=notify: READY=1 only once it is quorate and synced with the
+            // others; STATUS= lines before it (and Corosync's own bare READY=1) are skipped.
+            let systemd = try NotifyListener(cluster.base + "/n3/notify.sock", timeoutSeconds: 30)
+            let started = ClusterTesting.script(cluster, ["start", "3"], environment: ["NOTIFY_SOCKET": systemd.name])
+            #expect(started.status == 0, "local-cluster start 3: \(started.output)")
+            var seen: [String] = []
+            for _ in 1...20 {
+                guard let datagram = systemd.receive() else { break }
+                seen.append(datagram)
+                if datagram.hasPrefix("READY=1\nSTATUS=") { break }
+            }
+            #expect(seen.last == "READY=1\nSTATUS=quorate, 3 members, 0 guests here", "corrald's notifications: \(seen)")
             let report = try cluster.waitForAgreement([1, 2, 3], members: 3)
             #expect(report.vms.count == 5)
+            #expect(report.leaseRemainingMs.map { $0 > 0 } == true, "status shows the lease left")
         }
     }
 
