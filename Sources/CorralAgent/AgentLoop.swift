@@ -26,6 +26,7 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
     private let saver: StateSaver
     private let broadcaster: Broadcaster
     private let notifier: SystemdNotifier
+    private let journal: EventJournal
     private let events: AsyncStream<Event>
     private let sink: AsyncStream<Event>.Continuation
     // Owned by the loop task only.
@@ -54,6 +55,7 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
         self.fenceAgent = configuration.fenceAgent.map { FenceAgent(command: $0) }
         self.store = StateFileStore(directory: configuration.stateDirectory)
         self.saver = StateSaver(store: store, log: log)
+        self.journal = EventJournal(path: configuration.stateDirectory + "/events.jsonl")
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         (self.events, self.sink) = (events, sink)
         self.broadcaster = Broadcaster { sequence, reason in sink.yield(.shell(.input(.broadcastFailed(sequence: sequence, reason: reason)))) }
@@ -110,6 +112,7 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
         notifier.stopping(status: "stopping; " + (shell.core.localVMs.isEmpty ? "no guests here" : "\(shell.core.localVMs.count) guests stay under the lease"))
         shell.persist(now: Self.now(), force: true)
         saver.flush()
+        journal.flush()
         broadcaster.flush()
         if shell.core.localVMs.isEmpty {
             watchdog.disarm()
@@ -127,7 +130,19 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
 
     // MARK: events
 
+    /// Handles `event`, then records what it changed in the history (`corral events`).
     private func handle(_ event: Event) {
+        let before = (state: shell.core.state, members: shell.core.members, quorate: shell.core.quorate)
+        handleOnly(event)
+        let core = shell.core
+        var changes = ClusterHistory.events(from: before.state, to: core.state)
+        if core.members != before.members || core.quorate != before.quorate {
+            changes.insert(ClusterHistory.membershipEvent(members: core.members.map { core.state.nodeName($0) }, quorate: core.quorate), at: 0)
+        }
+        journal.record(changes)
+    }
+
+    private func handleOnly(_ event: Event) {
         let now = Self.now()
         switch event {
         case let .shell(.corosync(.disconnected(error))):
@@ -151,6 +166,7 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
                 var report = StatusReport(shell.core)
                 report.leaseRemainingMs = shell.core.leaseExpiry.map { Int(max(0, $0 - now)) }
                 reply(.status(report))
+            case let .events(after, limit): reply(.events(journal.entries(after: after, limit: limit)))
             case let .operate(request, whatIf):
                 let id = nextRequest
                 nextRequest += 1
@@ -226,7 +242,10 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
     /// Hands the state to the saver, which writes it off the loop (its failures are logged there).
     public func save(_ state: ClusterState) { saver.save(state) }
 
-    public func reply(_ id: UInt64, _ reply: RequestReply) { pendingReplies.removeValue(forKey: id)?(.reply(reply)) }
+    public func reply(_ id: UInt64, _ reply: RequestReply) {
+        if case let .refused(reason) = reply { journal.record([ClusterEvent(.refusal, configuration.nodeName, reason)]) }
+        pendingReplies.removeValue(forKey: id)?(.reply(reply))
+    }
 
     public func log(_ line: String) { agentLog.write(line) }
 

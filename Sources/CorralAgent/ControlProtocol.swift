@@ -4,12 +4,15 @@ import CorralCore
 public enum ControlRequest: Codable, Sendable, Equatable {
     case status
     case operate(OperatorRequest, whatIf: Bool)
+    /// History lines after `after` (all kept ones for nil), at most `limit` of the newest.
+    case events(after: UInt64?, limit: Int)
 }
 
 /// One response line back to the CLI.
 public enum ControlResponse: Codable, Sendable, Equatable {
     case status(StatusReport)
     case reply(RequestReply)
+    case events([JournalEntry])
     case error(String)
 }
 

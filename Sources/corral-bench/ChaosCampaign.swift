@@ -497,7 +497,7 @@ final class ChaosRun: @unchecked Sendable {
         case let .reply(.refused(text))?: "refused: \(text)"
         case let .reply(.plan(lines))?: "plan: \(lines.joined(separator: "; "))"
         case let .error(text)?: "error: \(text)"
-        case .status?: "unexpected status reply"
+        case .status?, .events?: "unexpected reply to a change"
         case nil: "no answer (timeout or agent down)"
         }
     }

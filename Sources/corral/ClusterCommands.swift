@@ -85,7 +85,7 @@ enum ClusterCommands {
         case let .error(text):
             if json { printJSON(OperationOutput(result: "error", message: text)) }
             return fail(text)
-        case .status: return fail("unexpected status reply")
+        case .status, .events: return fail("unexpected reply to a change")
         }
         return 0
     }
@@ -130,7 +130,7 @@ enum ClusterCommands {
         case let .error(text):
             if json { printJSON(OperationOutput(result: "error", message: text)) }
             return fail(text)
-        case let .reply(reply): return fail("unexpected reply \(reply)")
+        case .reply, .events: return fail("unexpected reply to a status request")
         }
     }
 

@@ -34,8 +34,8 @@ enum ObserveCommands {
         case let .error(text):
             if textfile != nil { _ = emit(nil) }
             return ClusterCommands.fail(text)
-        case let .reply(reply):
-            return ClusterCommands.fail("unexpected reply \(reply)")
+        case .reply, .events:
+            return ClusterCommands.fail("unexpected reply to a status request")
         }
     }
 
@@ -69,9 +69,9 @@ enum ObserveCommands {
                 case let .error(text):
                     status = ExitStatus.failed
                     frame = json ? jsonError(text) : "corrald refused: \(text)\n"
-                case let .reply(reply):
+                case .reply, .events:
                     status = ExitStatus.failed
-                    frame = "unexpected reply \(reply)\n"
+                    frame = "unexpected reply to a status request\n"
                 }
             } catch {
                 if frames == 1 { throw error }
@@ -87,6 +87,54 @@ enum ObserveCommands {
             fflush(nil)
             sleep(UInt32(interval))
         }
+    }
+
+    /// `corral events [--last N] [--follow [--timeout SECONDS]] [--json]`: the cluster's history
+    /// as this node recorded it (membership, fencing, failovers, migrations, drains, refusals),
+    /// oldest first; `--last N` (default 50) the newest N. `--follow` then prints new lines as
+    /// they come (polling each second) until interrupted or `--timeout` passes. `--json` prints
+    /// one object per line.
+    static func events(_ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
+        var args = try Arguments(raw, flags: ["follow", "json"])
+        let socket = ClusterCommands.socket(&args)
+        let last = try args.int("last", default: 50, min: 1)!
+        let follow = args.flag("follow")
+        let json = args.flag("json")
+        let timeout = try args.int("timeout", min: 1)
+        try args.rejectUnknown()
+        guard args.words.isEmpty else { throw UsageError("usage: corral events [--last N] [--follow [--timeout SECONDS]] [--json]") }
+        if timeout != nil && !follow { throw UsageError("--timeout only goes with --follow") }
+        let deadline = timeout.map { Date().addingTimeInterval(Double($0)) }
+        var after: UInt64?
+        var reachable = true
+        while true {
+            do {
+                switch try ClusterCommands.send(.events(after: after, limit: after == nil ? last : EventJournal.defaultCapacity), socket) {
+                case let .events(entries):
+                    if !reachable { reachable = true; if !json { print("(corrald answers again)") } }
+                    for entry in entries { print(json ? String(decoding: JSONCoding.encode(entry), as: UTF8.self) : line(entry)) }
+                    after = entries.last?.sequence ?? after ?? 0
+                case let .error(text):
+                    return ClusterCommands.fail(text)
+                case .status, .reply:
+                    return ClusterCommands.fail("unexpected reply to an events request")
+                }
+            } catch {
+                guard follow, after != nil else { throw error }
+                if reachable, !json { print("(cannot reach corrald: \(error); retrying)") }
+                reachable = false
+            }
+            fflush(nil)
+            guard follow else { return ExitStatus.ok }
+            if let deadline, Date() >= deadline { return ExitStatus.ok }
+            sleep(1)
+        }
+    }
+
+    /// `2026-12-05T11:40:01.123Z  node       kvm2  up → fencing`
+    static func line(_ entry: JournalEntry) -> String {
+        let kind = entry.kind.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+        return "\(entry.time)  \(kind) \(entry.subject)  \(entry.message)"
     }
 
     private static func jsonError(_ text: String) -> String {

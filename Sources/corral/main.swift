@@ -11,6 +11,7 @@ usage: corral status [--json]
        corral config set KEY VALUE [--what-if]
        corral metrics [--textfile PATH.prom]
        corral monitor [--interval SECONDS] [--once] [--count N] [--json]
+       corral events [--last N] [--follow [--timeout SECONDS]] [--json]
        corral simulate SCENARIO.json [--seed S] [--json]
        corral simulate --random [--nodes N] [--vms V] [--faults F] [--seeds A..B] [--shell-faults] [--json] [--verbose] [--trace]
 Changes take --wait [--timeout SECONDS] (vm add/start/stop/move, node drain, node resume --failback)
@@ -27,6 +28,7 @@ do {
     case "status", "vm", "node", "migrations", "config": exit(try ClusterCommands.run(argv.first!, argv.dropFirst()))
     case "metrics": exit(try ObserveCommands.metrics(argv.dropFirst()))
     case "monitor": exit(try ObserveCommands.monitor(argv.dropFirst()))
+    case "events": exit(try ObserveCommands.events(argv.dropFirst()))
     case "-h", "--help", "help", nil:
         print(usage)
     default:

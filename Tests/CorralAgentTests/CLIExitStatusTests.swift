@@ -38,7 +38,13 @@ import Testing
         }
     }
 
-    /// A stand-in corrald: status requests get `report`, changes get `reply`.
+    /// What the stand-in corrald's history holds.
+    static let history = [
+        JournalEntry(sequence: 1, time: "2026-12-05T11:40:01.123Z", kind: .node, subject: "kvm2", message: "up → fencing"),
+        JournalEntry(sequence: 2, time: "2026-12-05T11:40:07.456Z", kind: .vm, subject: "db", message: "running → running on kvm1 (failed over from kvm2)"),
+    ]
+
+    /// A stand-in corrald: status requests get `report`, changes get `reply`, events `history`.
     static func withFakeAgent(reply: RequestReply, _ body: (String, ScratchDirectory) async throws -> Void) async throws {
         let report = try StatusMetricsTests.report()
         let scratch = try ScratchDirectory()
@@ -48,6 +54,7 @@ import Testing
             switch try? JSONCoding.decode(ControlRequest.self, from: line) {
             case .status?: JSONCoding.encode(ControlResponse.status(report))
             case .operate?: JSONCoding.encode(ControlResponse.reply(reply))
+            case let .events(after, limit)?: JSONCoding.encode(ControlResponse.events(Array(history.filter { $0.sequence > after ?? 0 }.suffix(limit))))
             case nil: JSONCoding.encode(ControlResponse.error("malformed request"))
             }
         }
@@ -91,6 +98,24 @@ import Testing
             let lines = frames.stdout.split(separator: "\n")
             #expect(frames.status == 0 && lines.count == 2)
             #expect(lines.allSatisfy { (try? JSONCoding.decode(StatusReport.self, from: Array($0.utf8))) == (try? StatusMetricsTests.report()) })
+        }
+    }
+
+    @Test func eventsListFollowAndJSON() async throws {
+        try await Self.withFakeAgent(reply: .done("ok")) { socket, _ in
+            let listed = await Self.run(["events", "--socket", socket])
+            #expect(listed.status == 0, "\(listed.stderr)")
+            #expect(listed.stdout == """
+                2026-12-05T11:40:01.123Z  node       kvm2  up → fencing
+                2026-12-05T11:40:07.456Z  vm         db  running → running on kvm1 (failed over from kvm2)
+
+                """)
+            let newest = await Self.run(["events", "--last", "1", "--json", "--socket", socket])
+            #expect(newest.stdout.split(separator: "\n").map { try? JSONCoding.decode(JournalEntry.self, from: Array($0.utf8)) } == [Self.history[1]])
+            let followed = await Self.run(["events", "--follow", "--timeout", "1", "--socket", socket])
+            #expect(followed.status == 0 && followed.stdout == listed.stdout, "nothing new: the same two lines, then it stops")
+            let bad = await Self.run(["events", "--timeout", "5", "--socket", socket])
+            #expect(bad.status == 2)
         }
     }
 

@@ -1,4 +1,5 @@
 import CorralAgent
+import CorralCore
 import CorralTestbed
 import Foundation
 import Testing
@@ -53,6 +54,10 @@ extension LibvirtClusterTests {
                 #expect(o.vm("big")?.reason.contains("no node has 700 MiB free") == true, "big's pending reason: \(String(describing: o.vm("big")))")
                 #expect(o.vm("nh")?.reason.contains("not highly available") == true, "nh's reason: \(String(describing: o.vm("nh")))")
                 try watch.waitUntilConsistent("after node1's crash", statusFrom: [2, 3])
+                let history = watch.corral(2, ["events", "--json", "--last", "200"])
+                let lines = history.output.split(separator: "\n").compactMap { try? JSONCoding.decode(JournalEntry.self, from: Array($0.utf8)) }
+                #expect(lines.contains { $0.kind == .node && $0.subject == "node1" && $0.message.hasSuffix("→ fenced") }, "corral events on node2: \(history.output)")
+                #expect(lines.contains { $0.subject == "w1" && $0.message.contains("on node3 (failed over from node1)") }, "corral events on node2: \(history.output)")
 
                 watch.start(1)
                 _ = try cluster.waitForAgreement([1, 2, 3], members: 3, seconds: 60)
