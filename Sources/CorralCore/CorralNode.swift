@@ -149,6 +149,8 @@ public struct CorralNode: Sendable {
             askFenceAgent(&out)
             reconcile(&out)
             coordinate(&out)
+        } else if !input.isHeartbeat {
+            abortDoomedMigrations(&out)
         }
         if !input.isHeartbeat { stageFailovers(&out) }
         selfFenceIfNeeded(&out)
@@ -215,7 +217,7 @@ public struct CorralNode: Sendable {
         syncDeadlineSent = false
         resyncRequested = false
         send(.syncOffer(SyncOffer(view: view, epoch: state.epoch, version: state.version, digest: state.digest,
-                                  protocolVersion: Self.protocolVersion)), &out)
+                                  protocolVersion: Self.protocolVersion, expectedVotes: state.settings.expectedVotes)), &out)
     }
 
     private mutating func onSyncOffer(_ offer: SyncOffer, from origin: NodeID, _ out: inout [Directive]) {
@@ -251,6 +253,16 @@ public struct CorralNode: Sendable {
         let offered = members.filter { offers[$0] != nil }
         guard !offered.isEmpty else { return }
         let silent = members.filter { offers[$0] == nil }
+        // A silent member may hold the newest state (the last quorate round finished on a
+        // majority, maybe not on the members that offered): settle only with offers from a
+        // majority of the cluster's votes, which must include a member of that round. The
+        // threshold comes from the offers themselves, so every member decides the same.
+        let votes = offered.map { offers[$0]!.expectedVotes }.max() ?? 0
+        guard offered.count * 2 > votes else {
+            out.append(.log("state sync deadline: offers from \(offered.map { state.nodeName($0) }) only, not a majority of \(votes) votes; "
+                            + "waiting for \(silent.map { state.nodeName($0) })"))
+            return
+        }
         out.append(.log("state sync deadline: no offer from \(silent.map { state.nodeName($0) }); settling with \(offered.map { state.nodeName($0) })"))
         snapshotFrom = syncWinner(among: offered)
         if snapshotFrom == id { send(.snapshot(state, view: view), &out) }
@@ -625,6 +637,20 @@ public struct CorralNode: Sendable {
             }
         }
         forgetSettledMigrations()
+    }
+
+    /// While this node cannot act (no quorum, or a sync under way), the migrations it sends
+    /// still must not switch over to a destination that is about to stop its guests: without
+    /// quorum every destination is (a member shares this minority, any other is lost), with
+    /// quorum the lost ones are. Aborting only keeps the guest here, which is always safe.
+    private mutating func abortDoomedMigrations(_ out: inout [Directive]) {
+        for job in state.jobs.values.filter({ $0.source == id && $0.state == .running }).sorted(by: { $0.id < $1.id })
+        where issuedMigrations[job.id] != nil && completedMigrations[job.id] == nil && !abortedMigrations.contains(job.id) {
+            guard let why = quorate ? destinationLost(job.destination) : "no quorum here" else { continue }
+            abortedMigrations.insert(job.id)
+            out.append(.log("aborting migration \(job.id) of \(job.vm) to \(state.nodeName(job.destination)): \(why)"))
+            out.append(.abortMigration(job: job.id, vm: job.vm))
+        }
     }
 
     /// Why a migration to `node` must not switch over, if it must not: it left the membership,

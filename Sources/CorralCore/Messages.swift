@@ -32,13 +32,17 @@ public struct SyncOffer: Codable, Sendable, Equatable {
     public var digest: String
     /// `CorralNode.protocolVersion` of the sender (offers from before it existed mean 1).
     public var protocolVersion: Int
+    /// The cluster's expected votes as the sender knows them (0 from senders before it
+    /// existed): a sync deadline settles only with offers from a majority of them.
+    public var expectedVotes: Int
 
-    public init(view: String, epoch: UInt64, version: UInt64, digest: String, protocolVersion: Int) {
+    public init(view: String, epoch: UInt64, version: UInt64, digest: String, protocolVersion: Int, expectedVotes: Int = 0) {
         self.view = view
         self.epoch = epoch
         self.version = version
         self.digest = digest
         self.protocolVersion = protocolVersion
+        self.expectedVotes = expectedVotes
     }
 
     public init(from decoder: Decoder) throws {
@@ -48,6 +52,7 @@ public struct SyncOffer: Codable, Sendable, Equatable {
         version = try c.decode(UInt64.self, forKey: .version)
         digest = try c.decode(String.self, forKey: .digest)
         protocolVersion = try c.decodeIfPresent(Int.self, forKey: .protocolVersion) ?? 1
+        expectedVotes = try c.decodeIfPresent(Int.self, forKey: .expectedVotes) ?? 0
     }
 }
 

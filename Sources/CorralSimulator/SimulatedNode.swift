@@ -37,7 +37,9 @@ final class SimulatedNode: ShellWorld, Hypervisor, Watchdog, @unchecked Sendable
         }
     }
 
-    func log(_ line: String) {}
+    func log(_ line: String) {
+        if simulation.agentLog { simulation.note("\(simulation.name(node)) log: \(line)") }
+    }
 
     func post(_ event: AgentShell.Event) {
         simulation.queue.push(.shellEvent(node, incarnation: host.incarnation, event), at: simulation.now)

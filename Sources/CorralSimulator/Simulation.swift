@@ -81,6 +81,9 @@ public final class Simulation {
     let eventBudget = 3_000_000
     /// Ends the run early once the report shows what a benchmark waits for.
     public var stopWhen: ((SimulationReport) -> Bool)?
+    /// Puts every agent's log lines in the timeline (`corral simulate --core-log`), to read
+    /// why a seed failed; off by default, so reports and traces do not depend on log wording.
+    public var agentLog = false
     /// Per view, multicasts sent and not yet delivered, in send order.
     var inFlight: [Int: [Envelope]] = [:]
     /// How long a fence agent takes to power its target off and answer.
@@ -184,6 +187,15 @@ public final class Simulation {
         case .pump, .reconfigure: recordStateChanges()
         default: break
         }
+    }
+
+    /// What a frozen agent missed, handed to it once neither it nor its host is frozen (its
+    /// host may have been frozen whole while the agent was: the queue waits for both).
+    private func handleBacklog(_ node: NodeID) {
+        guard let h = hosts[node], !h.hung, !h.agentHung else { return }
+        let backlog = h.backlog
+        hosts[node]!.backlog = []
+        for event in backlog { handle(node, event) }
     }
 
     /// Feeds one event to a node's agent shell, which steps its core and carries out what
@@ -407,15 +419,14 @@ public final class Simulation {
                 hosts[id]!.agentHung = false
                 hosts[id]!.resumedAt = now
                 note("resume \(n)'s agent (SIGCONT)")
-                let backlog = hosts[id]!.backlog
-                hosts[id]!.backlog = []
-                for event in backlog { handle(id, event) }
+                handleBacklog(id)
                 return
             }
             guard hosts[id]!.hung else { return }
             hosts[id]!.hung = false
             hosts[id]!.resumedAt = now
             note("resume \(n) (SIGCONT)")
+            handleBacklog(id)
             queue.push(.reconfigure, at: now + t.detectionMs / 2)
         case let .hangAgent(n):
             guard let id = id(named: n), hosts[id]!.alive, !hosts[id]!.hung, !hosts[id]!.agentHung else { return }

@@ -11,7 +11,7 @@ import Foundation
 /// cannot: its hash seed is the same for every run; see DeterminismTests).
 enum SimulateCommand {
     static func run(_ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
-        var args = try Arguments(raw, flags: ["json", "random", "shell-faults", "trace", "verbose"])
+        var args = try Arguments(raw, flags: ["json", "random", "shell-faults", "trace", "verbose", "agent-log"])
         let json = args.flag("json")
         if args.flag("random") {
             let nodes = try args.int("nodes", default: 5, min: 1)!
@@ -20,13 +20,15 @@ enum SimulateCommand {
             let shape = RandomShape(nodes: nodes, vms: vms, faults: faults, shellFaults: args.flag("shell-faults"))
             let seeds = try seedRange(args.option("seeds") ?? "1..100")
             let verbose = args.flag("verbose")
+            let agentLog = args.flag("agent-log")
+            if agentLog && !verbose { throw UsageError("--agent-log goes with --verbose") }
             let trace = args.flag("trace")
             try args.rejectUnknown()
             if trace {
                 guard !json && !verbose else { throw UsageError("--trace goes with neither --json nor --verbose") }
                 return runTrace(shape, seeds: seeds)
             }
-            return runRandom(shape, seeds: seeds, json: json, verbose: verbose)
+            return runRandom(shape, seeds: seeds, json: json, verbose: verbose, agentLog: agentLog)
         }
         let seed = UInt64(try args.int("seed", default: 1)!)
         if args.flag("trace") { throw UsageError("--trace goes with --random only") }
@@ -41,12 +43,14 @@ enum SimulateCommand {
         return report.violations.isEmpty ? 0 : 1
     }
 
-    private static func runRandom(_ shape: RandomShape, seeds: ClosedRange<UInt64>, json: Bool, verbose: Bool) -> Int32 {
+    private static func runRandom(_ shape: RandomShape, seeds: ClosedRange<UInt64>, json: Bool, verbose: Bool, agentLog: Bool) -> Int32 {
         let (nodes, vms) = (shape.nodes, shape.vms)
         var failing = 0
         var lines: [String] = []
         for seed in seeds {
-            let report = Simulation(scenario: shape.scenario(seed: seed), seed: seed).run()
+            let simulation = Simulation(scenario: shape.scenario(seed: seed), seed: seed)
+            simulation.agentLog = agentLog
+            let report = simulation.run()
             if !report.violations.isEmpty { failing += 1 }
             if json {
                 lines.append("{\"seed\":\(seed),\"violations\":[\(report.violations.map { JSONText.quote($0.text) }.joined(separator: ","))]}")
