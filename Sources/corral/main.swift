@@ -13,7 +13,7 @@ usage: corral status [--json]
        corral monitor [--interval SECONDS] [--once] [--count N] [--json]
        corral events [--last N] [--follow [--timeout SECONDS]] [--json]
        corral simulate SCENARIO.json [--seed S] [--json]
-       corral simulate --random [--nodes N] [--vms V] [--faults F] [--seeds A..B] [--shell-faults] [--json] [--verbose] [--trace]
+       corral simulate --random [--nodes N] [--vms V] [--faults F] [--seeds A..B] [--shell-faults] [--json] [--verbose [--agent-log]] [--trace]
 Changes take --wait [--timeout SECONDS] (vm add/start/stop/move, node drain, node resume --failback)
 and --json (one result object). Every command but simulate takes --socket PATH (default
 /run/corral/corral.sock, or $CORRAL_SOCKET).
