@@ -165,6 +165,7 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
             case .status:
                 var report = StatusReport(shell.core)
                 report.leaseRemainingMs = shell.core.leaseExpiry.map { Int(max(0, $0 - now)) }
+                report.eventCounts = journal.counts
                 reply(.status(report))
             case let .events(after, limit): reply(.events(journal.entries(after: after, limit: limit)))
             case let .operate(request, whatIf):

@@ -71,6 +71,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// This node's self-fence lease left, in ms, when the report was made; nil if not known.
     /// Set by the agent after building the report (`init(_:)` has no clock).
     public var leaseRemainingMs: Int? = nil
+    /// History lines recorded since the agent started, by `EventJournal.countedKinds`; nil if
+    /// not known. Set by the agent, like `leaseRemainingMs`.
+    public var eventCounts: [String: Int]? = nil
 
     public init(_ core: CorralNode) {
         let state = core.state

@@ -28,6 +28,21 @@ public final class EventJournal: Sendable {
         var nextSequence: UInt64 = 1
         var linesInFile = 0
         var droppedWrites = 0
+        var counts: [String: Int] = [:]
+    }
+
+    /// The kinds of line counted for metrics (`corral_events_total{kind}`).
+    public static let countedKinds = ["fencing", "failover", "migration_failed", "refusal"]
+
+    /// Which counted kind `event` is, if any.
+    static func countedKind(_ event: ClusterEvent) -> String? {
+        switch event.kind {
+        case .node where event.message.hasSuffix("→ fenced"): "fencing"
+        case .vm where event.message.contains("(failed over from "): "failover"
+        case .migration where event.message.hasPrefix("failed:"): "migration_failed"
+        case .refusal: "refusal"
+        default: nil
+        }
     }
 
     public let path: String?
@@ -61,6 +76,7 @@ public final class EventJournal: Sendable {
                 return JournalEntry(sequence: lines.nextSequence, time: time, kind: event.kind, subject: event.subject, message: event.message)
             }
             lines.entries.append(contentsOf: added)
+            for kind in events.compactMap(Self.countedKind) { lines.counts[kind, default: 0] += 1 }
             if lines.entries.count > capacity { lines.entries.removeFirst(lines.entries.count - capacity) }
             lines.linesInFile += added.count
             guard lines.linesInFile >= 2 * capacity else { return (added, nil) }
@@ -81,6 +97,9 @@ public final class EventJournal: Sendable {
             return Array(newer.suffix(max(1, limit)))
         }
     }
+
+    /// Counted kinds of line recorded since start (not those loaded from the file).
+    public var counts: [String: Int] { lines.withLock { $0.counts } }
 
     /// Lines that could not be written to the file since start.
     public var droppedWrites: Int { lines.withLock { $0.droppedWrites } }

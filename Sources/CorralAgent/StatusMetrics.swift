@@ -84,6 +84,10 @@ public enum StatusMetrics {
         for m in running { if let v = m.etaSeconds { out.sample("corral_migration_eta_seconds", labels(m), Double(v)) } }
         out.family("corral_migration_downtime_seconds", "How long each succeeded migration paused its guest at switchover.")
         for m in r.migrations where m.state == "succeeded" { out.sample("corral_migration_downtime_seconds", labels(m), Double(m.downtimeMs) / 1000) }
+        if let events = r.eventCounts {
+            out.family("corral_events_total", "History lines this node's agent recorded since it started (corral events), by kind: fencing (a node fenced), failover (a VM placed away from a lost node), migration_failed, refusal.", type: "counter")
+            for kind in EventJournal.countedKinds { out.sample("corral_events_total", [("kind", kind)], Double(events[kind] ?? 0)) }
+        }
         return out.text
     }
 
@@ -129,11 +133,16 @@ struct Exposition {
     private(set) var text = ""
     private var pending: (name: String, help: String)?
 
-    mutating func family(_ name: String, _ help: String) { pending = (name, help) }
+    private var pendingType = "gauge"
+
+    mutating func family(_ name: String, _ help: String, type: String = "gauge") {
+        pending = (name, help)
+        pendingType = type
+    }
 
     mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double) {
         if let family = pending, family.name == name {
-            text += "# HELP \(name) \(Self.escapeHelp(family.help))\n# TYPE \(name) gauge\n"
+            text += "# HELP \(name) \(Self.escapeHelp(family.help))\n# TYPE \(name) \(pendingType)\n"
             pending = nil
         }
         text += name

@@ -41,6 +41,18 @@ import Testing
         #expect(reloaded.entries(after: 25).map(\.sequence) == [26])
     }
 
+    @Test func countsTheKindsMetricsShow() {
+        let journal = EventJournal(path: nil)
+        journal.record([
+            ClusterEvent(.node, "kvm2", "fencing → fenced"),
+            ClusterEvent(.vm, "db", "running → starting on kvm1 (failed over from kvm2)"),
+            ClusterEvent(.vm, "web", "running → starting on kvm3 (from kvm1)"),
+            ClusterEvent(.migration, "migration 4", "failed: db kvm1 → kvm3: connection refused"),
+            ClusterEvent(.refusal, "kvm1", "no quorum"),
+        ])
+        #expect(journal.counts == ["fencing": 1, "failover": 1, "migration_failed": 1, "refusal": 1])
+    }
+
     @Test func aFileThatCannotBeWrittenOnlyCountsDrops() {
         let journal = EventJournal(path: "/nonexistent-corral-dir/events.jsonl")
         journal.record(Self.lines(2))

@@ -96,6 +96,17 @@ struct ReplicatedStateTests {
             let report = try cluster.waitForAgreement([1, 2, 3], members: 3)
             #expect(report.vms.count == 5)
             #expect(report.leaseRemainingMs.map { $0 > 0 } == true, "status shows the lease left")
+            // Scraped as node-exporter's textfile collector would read it.
+            let metrics = cluster.corral(1, "metrics")
+            #expect(metrics.status == 0)
+            for sample in ["corral_up 1", "corral_quorate 1", "corral_members 3", "corral_events_total{kind=\"fencing\"} 0"] {
+                #expect(metrics.output.contains("\n\(sample)\n"), "corral metrics on node1 lacks \(sample): \(metrics.output)")
+            }
+            #expect(metrics.output.contains("\ncorral_lease_remaining_seconds "))
+            // node1 recorded the history: node3 left and came back, the five VMs added.
+            let history = cluster.corral(1, "events", "--last", "100")
+            #expect((1...5).allSatisfy { k in history.output.contains("vm         late\(k)  added") }, "corral events on node1: \(history.output)")
+            #expect(history.output.contains("membership cluster  members node1, node2; quorate"), "corral events on node1: \(history.output)")
         }
     }
 
