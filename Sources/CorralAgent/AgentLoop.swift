@@ -38,7 +38,7 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
     /// What systemd was last told (`READY=1` once, then `STATUS=` when it changes).
     private var toldReady = false
     private var toldStatus = ""
-    private var lastWatchdogPing: Millis = .min
+    private var lastWatchdogPing: Millis?
     private var notifyFailureLogged = false
 
     public static let tickMs: Millis = 100
@@ -199,7 +199,7 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
         if let interval = notifier.watchdogInterval {
             let now = Self.now()
             let halfMs = Millis(interval.components.seconds * 500 + interval.components.attoseconds / 2_000_000_000_000_000)
-            if now - lastWatchdogPing >= halfMs {
+            if lastWatchdogPing.map({ now - $0 >= halfMs }) ?? true {
                 lastWatchdogPing = now
                 notifyFailure(notifier.watchdog())
             }

@@ -84,15 +84,22 @@ struct ReplicatedStateTests {
             // corrald under Type=notify: READY=1 only once it is quorate and synced with the
             // others; STATUS= lines before it (and Corosync's own bare READY=1) are skipped.
             let systemd = try NotifyListener(cluster.base + "/n3/notify.sock", timeoutSeconds: 30)
-            let started = ClusterTesting.script(cluster, ["start", "3"], environment: ["NOTIFY_SOCKET": systemd.name])
+            // WatchdogSec=1s as systemd would pass it: WATCHDOG=1 every half second from the loop.
+            let started = ClusterTesting.script(cluster, ["start", "3"], environment: ["NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "1000000"])
             #expect(started.status == 0, "local-cluster start 3: \(started.output)")
             var seen: [String] = []
-            for _ in 1...20 {
+            for _ in 1...100 {
                 guard let datagram = systemd.receive() else { break }
-                seen.append(datagram)
+                if datagram != "WATCHDOG=1" { seen.append(datagram) }
                 if datagram.hasPrefix("READY=1\nSTATUS=") { break }
             }
             #expect(seen.last == "READY=1\nSTATUS=quorate, 3 members, 0 guests here", "corrald's notifications: \(seen)")
+            var pings = 0
+            for _ in 1...10 where pings < 3 {
+                guard let datagram = systemd.receive() else { break }
+                if datagram == "WATCHDOG=1" { pings += 1 }
+            }
+            #expect(pings == 3, "WATCHDOG=1 keeps coming after READY=1")
             let report = try cluster.waitForAgreement([1, 2, 3], members: 3)
             #expect(report.vms.count == 5)
             #expect(report.leaseRemainingMs.map { $0 > 0 } == true, "status shows the lease left")
