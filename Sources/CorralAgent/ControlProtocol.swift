@@ -68,6 +68,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// This node's self-fence lease left, in ms, when the report was made; nil if not known.
     /// Set by the agent after building the report (`init(_:)` has no clock).
     public var leaseRemainingMs: Int? = nil
+    /// The current or last patch run, as the replicated state holds it.
+    public var patchRun: PatchRun? = nil
 
     public init(_ core: CorralNode) {
         let state = core.state
@@ -90,6 +92,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
             VMRow(name: v.name, node: state.nodeName(v.node), state: v.state.rawValue, memoryMiB: v.spec.memoryMiB,
                   priority: v.spec.priority.rawValue, highlyAvailable: v.spec.highlyAvailable, reason: v.reason)
         }
+        patchRun = state.patchRun
         migrations = state.sortedJobs.suffix(50).map { j in
             MigrationRow(id: j.id, vm: j.vm, from: state.nodeName(j.source), to: state.nodeName(j.destination),
                          purpose: j.purpose.rawValue, state: j.state.rawValue, bandwidthMiBps: j.bandwidthMiBps,

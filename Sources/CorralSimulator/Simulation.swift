@@ -492,6 +492,8 @@ public final class Simulation {
         case let .pauseNode(n): "pause \(n)"
         case let .resumeNode(n, failback): "resume \(n)\(failback ? " --failback" : "")"
         case let .setConfig(key, value): "config \(key)=\(value)"
+        case let .startPatchRun(patch): "patch run\(patch.order.isEmpty ? "" : " --order \(patch.order.joined(separator: ","))")"
+        case let .abortPatchRun(force): "patch abort\(force ? " --force-recover" : "")"
         }
     }
 
