@@ -30,10 +30,12 @@ import Testing
     /// command issued. A stop of a VM fails the test: a patch run never stops one.
     @discardableResult
     static func drive(_ state: inout ClusterState, members: [NodeID]? = nil, now: Millis = 0, rounds: Int = 400,
+                      until stop: (ClusterState) -> Bool = { _ in false },
                       hookStatus: (String, PatchPhase, Int) -> Int = { _, _, _ in 0 },
                       sourceLocation: SourceLocation = #_sourceLocation) -> [Command] {
         var issued: [Command] = []
         for _ in 0..<rounds {
+            if stop(state) { return issued }
             let context = Coordinator.Context(now: now, members: members ?? state.sortedNodes.map(\.id))
             var commands = Coordinator.plan(state, context)
             for job in state.sortedJobs where job.state == .running { commands.append(.migrationFinished(job: job.id, downtimeMs: 7)) }
@@ -81,7 +83,7 @@ import Testing
     func failingHookIsRetriedThenCountsAgainstMaxFailed(retries: Int, maxFailed: Int) {
         var state = Self.patchable()
         Self.start(&state, PatchRequest(hook: "patch", maxFailed: maxFailed, retries: retries, order: ["n1", "n2", "n3"]))
-        Self.drive(&state) { node, phase, _ in node == "n2" && phase == .hook ? 3 : 0 }
+        Self.drive(&state, hookStatus: { node, phase, _ in node == "n2" && phase == .hook ? 3 : 0 })
         let run = state.patchRun!
         let n2 = run.nodes[1]
         #expect(n2.step == .failed)
@@ -106,10 +108,7 @@ import Testing
         var state = Self.patchable()
         Self.start(&state, PatchRequest(hook: "reboot", order: ["n1", "n2", "n3"]))
         let n1 = state.id("n1")
-        // Up to the hook's start on n1.
-        for _ in 0..<20 where state.patchRun!.current?.step != .hook {
-            Self.drive(&state, rounds: 1)
-        }
+        Self.drive(&state, until: { $0.patchRun!.current?.step == .hook })
         let run = state.patchRun!.id
         #expect(state.patchRun!.current?.step == .hook)
         state.must(.patchHookStarted(run: run, node: n1, phase: .hook, attempt: 1))
@@ -134,7 +133,7 @@ import Testing
         var state = Self.patchable()
         Self.start(&state, PatchRequest(hook: "reboot", rebootTimeoutMs: 60_000, order: ["n1", "n2", "n3"]))
         let n1 = state.id("n1")
-        for _ in 0..<20 where state.patchRun!.current?.step != .hook { Self.drive(&state, rounds: 1) }
+        Self.drive(&state, until: { $0.patchRun!.current?.step == .hook })
         state.must(.patchHookStarted(run: 1, node: n1, phase: .hook, attempt: 1))
         state.lose("n1")
         let others = [state.id("n2"), state.id("n3")]
@@ -149,7 +148,7 @@ import Testing
     /// Before each node: quorum without it, room for its VMs, keep-running budgets.
     @Test(arguments: [
         ("n1:8192 n2:8192 n3:8192", [String: Int](), ["n2"], "quorum would not survive its absence (1 of 3 votes left)"),
-        ("n1:8192 n2:1024 n3:1024", [String: Int](), [], "the other nodes cannot take its VMs: b: no node has 1024 MiB free (largest free: 0 MiB on n2)"),
+        ("n1:8192 n2:1024 n3:1024", [String: Int](), [], "the other nodes cannot take its VMs: a: no node has 1024 MiB free (largest free: 0 MiB on n2); b: no node has 1024 MiB free (largest free: 0 MiB on n2)"),
         ("n1:8192 n2:8192 n3:8192", ["web": 3], [], "--keep-running web=3: its VMs would run on 2 node(s) while it is out"),
     ])
     func preChecksRefuseANodeTheClusterCannotDoWithout(nodes: String, keep: [String: Int], down: [String], refusal: String) {
@@ -158,7 +157,7 @@ import Testing
         state.run(vm("b", 1024), on: "n1")
         state.run(vm("c", 1024, anti: "web"), on: "n2")
         state.run(vm("d", 1024, anti: "web"), on: "n3")
-        let members = state.sortedNodes.map(\.id).filter { !down.map(state.id).contains($0) }
+        let members = state.sortedNodes.map(\.id).filter { id in !down.contains { state.id($0) == id } }
         let options = PatchOptions(hook: "x", maxFailed: 0, keepRunning: keep)
         #expect(PatchPlanner.check(state.id("n1"), in: state, options: options, members: members) == .refuse(refusal))
     }
@@ -181,7 +180,7 @@ import Testing
     @Test func oneRunAtATimeAbortAndForceRecover() {
         var state = Self.patchable()
         Self.start(&state, PatchRequest(hook: "x", order: ["n1", "n2", "n3"]))
-        Self.drive(&state, rounds: 1)
+        Self.drive(&state, until: { $0.patchRun!.current?.step == .draining })
         #expect(state.patchRun!.current?.step == .draining)
         guard case .failure = RequestPlanner.command(for: .startPatchRun(PatchRequest(hook: "y")), in: state) else {
             Issue.record("a second run was accepted while one runs")
@@ -218,7 +217,7 @@ import Testing
         let before = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
         #expect(!before.contains("patchRun"))
         Self.start(&state, PatchRequest(hook: "x"))
-        Self.drive(&state, rounds: 3)
+        Self.drive(&state, until: { $0.patchRun!.current?.step == .hook })
         let decoded = try JSONDecoder().decode(ClusterState.self, from: JSONEncoder().encode(state))
         #expect(decoded == state)
         #expect(decoded.digest == state.digest)
