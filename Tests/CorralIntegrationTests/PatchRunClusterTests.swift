@@ -48,13 +48,13 @@ struct PatchRunClusterTests {
             try watch.step("2. --what-if prints the plan and changes nothing; bad input is refused") {
                 let before = try #require(cluster.status(1))
                 let plan = watch.corral(1, ["patch", "run", "--hook", "true", "--what-if"])
-                #expect(plan.status == 0 && plan.output.contains("would patch 3 node(s) in this order: node1, node2, node3"), plan.output)
+                #expect(plan.status == 0 && plan.output.contains("would patch 3 node(s) in this order: node1, node2, node3"), "\(plan.output)")
                 let after = try #require(cluster.status(1))
                 #expect(after.digest == before.digest && after.patchRun == nil, "what-if changed the state")
                 let unknown = watch.corral(1, ["patch", "run", "--hook", "true", "--order", "node1,node9"])
-                #expect(unknown.status == 1 && unknown.output.contains("no node named node9 in --order"), unknown.output)
+                #expect(unknown.status == 1 && unknown.output.contains("no node named node9 in --order"), "\(unknown.output)")
                 let duration = watch.corral(1, ["patch", "run", "--hook", "true", "--reboot-timeout", "soon"])
-                #expect(duration.status == 2 && duration.output.contains("--reboot-timeout takes a duration"), duration.output)
+                #expect(duration.status == 2 && duration.output.contains("--reboot-timeout takes a duration"), "\(duration.output)")
                 #expect(try #require(cluster.status(1)).digest == before.digest)
             }
 
@@ -77,7 +77,7 @@ struct PatchRunClusterTests {
                 let o = try watch.waitUntilConsistent("every VM back home after failback")
                 for (vm, node) in zip(Self.guests, [1, 2, 3]) { #expect(o.guests.nodesListing(vm) == [node], "\(vm): \(o.guests)") }
                 let report = watch.corral(3, ["patch", "report", "--json"])
-                #expect(report.status == 0 && report.output.contains("\"totalDowntimeMs\""), report.output)
+                #expect(report.status == 0 && report.output.contains("\"totalDowntimeMs\""), "\(report.output)")
             }
 
             try watch.step("4. the run's driver (the coordinator, node1, being patched) crashes mid-hook: node2 drives, node1 comes back, the run finishes") {
@@ -112,10 +112,10 @@ struct PatchRunClusterTests {
                 #expect(run.nodes[1].hooks.last?.result.outputTail.contains("patching node2") == true, "\(run.nodes[1].hooks)")
                 let o = try watch.waitUntilConsistent("settled after run 3")
                 #expect(o.node("node2")?.state == "paused" && o.node("node1")?.state == "up" && o.node("node3")?.state == "up",
-                        o.summary)
-                for vm in Self.guests { #expect(o.vm(vm)?.state == "running", o.summary) }
+                        "\(o.summary)")
+                for vm in Self.guests { #expect(o.vm(vm)?.state == "running", "\(o.summary)") }
                 let status = watch.corral(1, ["patch", "status"])
-                #expect(status.status == 0 && status.output.contains("node2") && status.output.contains("failed"), status.output)
+                #expect(status.status == 0 && status.output.contains("node2") && status.output.contains("failed"), "\(status.output)")
             }
         }
     }
