@@ -59,7 +59,7 @@ struct PatchRunClusterTests {
             }
 
             try watch.step("3. a hook that reboots its node: every node rebooted in turn (node1, the coordinator, first), no VM stopped") {
-                let hook = "G_SLICE=always-malloc CORRAL_BIN=\(LocalCluster.binaries) \(LocalCluster.script) reboot ${CORRAL_PATCH_NODE#node}"
+                let hook = "\(LocalCluster.script) reboot ${CORRAL_PATCH_NODE#node}"
                 let r = watch.corral(2, ["patch", "run", "--hook", hook, "--reboot-timeout", "3m"])
                 #expect(r.status == 0, "patch run: \(r.output)")
                 let second = watch.corral(2, ["patch", "run", "--hook", "true"])
