@@ -24,11 +24,11 @@ public enum PatchConductor {
         guard let progress = run.current else {
             if run.failedCount > options.maxFailed {
                 return [.endPatchRun(run: run.id, .stopped,
-                                     outcome: "stopped: \(run.failedCount) node(s) failed, more than --max-failed \(options.maxFailed)")]
+                                     outcome: "\(run.failedCount) node(s) failed, more than --max-failed \(options.maxFailed)")]
             }
             guard let next = run.nodes.first(where: { $0.step == .waiting }) else {
                 let done = run.nodes.filter { $0.step == .done }.count
-                return [.endPatchRun(run: run.id, .finished, outcome: "finished: \(done) of \(run.nodes.count) node(s) patched, \(run.failedCount) failed")]
+                return [.endPatchRun(run: run.id, .finished, outcome: "\(done) of \(run.nodes.count) node(s) patched, \(run.failedCount) failed")]
             }
             switch PatchPlanner.check(next.node, in: state, options: options, members: members) {
             case .ready: return [advance(next, firstStep(options), attempt: 1)]

@@ -532,7 +532,7 @@ public final class Simulation {
 
     /// Each step of each node in a patch run, and the run's end.
     private func recordPatchRun(_ run: PatchRun, _ state: ClusterState) {
-        for progress in run.nodes {
+        for progress in run.nodes where progress.step != .waiting {
             let key = "patch:\(run.id):\(progress.node)"
             let value = "\(progress.step.rawValue) (attempt \(progress.attempt))"
             guard timelineState[key] != value else { continue }
