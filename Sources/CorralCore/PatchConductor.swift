@@ -22,9 +22,9 @@ public enum PatchConductor {
             return advance(progress, firstStep(options), attempt: progress.attempt + 1, reason: reason)
         }
         guard let progress = run.current else {
-            if run.failedCount > options.maxFailed {
+            if run.failedCount > run.maxFailed {
                 return [.endPatchRun(run: run.id, .stopped,
-                                     outcome: "\(run.failedCount) node(s) failed, more than --max-failed \(options.maxFailed)")]
+                                     outcome: "\(run.failedCount) node(s) failed, more than --max-failed \(run.maxFailed)")]
             }
             guard let next = run.nodes.first(where: { $0.step == .waiting }) else {
                 let done = run.nodes.filter { $0.step == .done }.count

@@ -1,31 +1,12 @@
-/// What an operator asks a patch run to do, in names (as typed) rather than ids.
+/// What an operator asks a patch run to do: its options, and the order in node names.
 public struct PatchRequest: Codable, Sendable, Equatable {
-    public var hook: String
-    public var pre: String?
-    public var post: String?
-    /// nil: ⌈n/3⌉ − 1 of the nodes patched.
-    public var maxFailed: Int?
-    public var retries: Int
-    public var rebootTimeoutMs: Int
+    public var options: PatchOptions
     /// Node names in patch order; empty: every node, fewest VMs first.
     public var order: [String]
-    public var failback: Bool
-    public var requireAllOnline: Bool
-    public var keepRunning: [String: Int]
 
-    public init(hook: String, pre: String? = nil, post: String? = nil, maxFailed: Int? = nil, retries: Int = 3,
-                rebootTimeoutMs: Int = 15 * 60_000, order: [String] = [], failback: Bool = true,
-                requireAllOnline: Bool = false, keepRunning: [String: Int] = [:]) {
-        self.hook = hook
-        self.pre = pre
-        self.post = post
-        self.maxFailed = maxFailed
-        self.retries = retries
-        self.rebootTimeoutMs = rebootTimeoutMs
+    public init(_ options: PatchOptions, order: [String] = []) {
+        self.options = options
         self.order = order
-        self.failback = failback
-        self.requireAllOnline = requireAllOnline
-        self.keepRunning = keepRunning
     }
 }
 
@@ -46,9 +27,10 @@ public enum PatchPlanner {
             return .failure(.init("patch run \(run.id) is running (corral patch status); stop it with corral patch abort, "
                                   + "or clear a stale one with corral patch abort --force-recover"))
         }
-        if request.hook.isEmpty { return .failure("a patch run needs --hook CMD") }
-        if request.retries < 0 || request.maxFailed.map({ $0 < 0 }) ?? false { return .failure("--retries and --max-failed take a whole number ≥ 0") }
-        if request.rebootTimeoutMs <= 0 { return .failure("--reboot-timeout must be longer than 0") }
+        let options = request.options
+        if options.hook.isEmpty { return .failure("a patch run needs --hook CMD") }
+        if options.retries < 0 || options.maxFailed.map({ $0 < 0 }) ?? false { return .failure("--retries and --max-failed take a whole number ≥ 0") }
+        if options.rebootTimeoutMs <= 0 { return .failure("--reboot-timeout must be longer than 0") }
         var order: [NodeID] = []
         for name in request.order {
             guard let node = state.node(named: name) else {
@@ -59,19 +41,15 @@ public enum PatchPlanner {
         }
         if order.isEmpty { order = fewestVMsFirst(state) }
         if order.isEmpty { return .failure("the cluster has no nodes to patch") }
-        for (group, count) in request.keepRunning.sorted(by: { $0.key < $1.key }) {
+        for (group, count) in options.keepRunning.sorted(by: { $0.key < $1.key }) {
             if count < 1 { return .failure(.init("--keep-running \(group)=\(count): the count must be at least 1")) }
             if !state.vms.values.contains(where: { $0.spec.antiAffinityClass == group }) {
                 return .failure(.init("--keep-running \(group): no VM has anti-affinity class \(group)"))
             }
         }
-        if request.requireAllOnline, let down = state.sortedNodes.first(where: { $0.health != .up }) {
+        if options.requireAllOnline, let down = state.sortedNodes.first(where: { $0.health != .up }) {
             return .failure(.init("--require-all-online: node \(down.name) is \(down.state.rawValue)"))
         }
-        let options = PatchOptions(hook: request.hook, pre: request.pre, post: request.post,
-                                   maxFailed: request.maxFailed ?? PatchOptions.defaultMaxFailed(nodes: order.count),
-                                   retries: request.retries, rebootTimeoutMs: request.rebootTimeoutMs, failback: request.failback,
-                                   requireAllOnline: request.requireAllOnline, keepRunning: request.keepRunning)
         return .success(.startPatchRun(PatchRun(id: (state.patchRun?.id ?? 0) + 1, options: options, order: order)))
     }
 
@@ -84,7 +62,7 @@ public enum PatchPlanner {
             guard case let .startPatchRun(run) = command else { return .failure("not a patch run") }
             let members = state.sortedNodes.filter { $0.health == .up }.map(\.id)
             var lines = ["would patch \(run.nodes.count) node(s) in this order: \(run.nodes.map { state.nodeName($0.node) }.joined(separator: ", "))"
-                         + "; stop after more than \(run.options.maxFailed) failed; \(run.options.retries) retries per node"]
+                         + "; stop after more than \(run.maxFailed) failed; \(run.options.retries) retries per node"]
             for progress in run.nodes {
                 let name = state.nodeName(progress.node)
                 switch check(progress.node, in: state, options: run.options, members: members) {

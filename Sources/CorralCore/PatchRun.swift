@@ -22,6 +22,8 @@ public struct PatchRun: Codable, Sendable, Equatable {
     /// The node being worked on now, if any: at most one at a time.
     public var current: PatchNodeProgress? { nodes.first { $0.step.isActive } }
     public var failedCount: Int { nodes.filter { $0.step == .failed }.count }
+    /// `--max-failed`, or ⌈n/3⌉ − 1 of the nodes in the run.
+    public var maxFailed: Int { options.maxFailed ?? PatchOptions.defaultMaxFailed(nodes: nodes.count) }
 
     func index(of node: NodeID) -> Int? { nodes.firstIndex { $0.node == node } }
 }
@@ -36,8 +38,8 @@ public struct PatchOptions: Codable, Sendable, Equatable {
     public var hook: String
     public var pre: String?
     public var post: String?
-    /// The run stops once more nodes than this have failed.
-    public var maxFailed: Int
+    /// The run stops once more nodes than this have failed; nil: ⌈n/3⌉ − 1 of its n nodes.
+    public var maxFailed: Int?
     /// Attempts per node beyond the first.
     public var retries: Int
     /// How long a hook may run, and how long a node may take to come back after it left.
@@ -48,7 +50,7 @@ public struct PatchOptions: Codable, Sendable, Equatable {
     /// node is out (checked against the drain plan before each node).
     public var keepRunning: [String: Int]
 
-    public init(hook: String, pre: String? = nil, post: String? = nil, maxFailed: Int, retries: Int = 3,
+    public init(hook: String, pre: String? = nil, post: String? = nil, maxFailed: Int? = nil, retries: Int = 3,
                 rebootTimeoutMs: Int = 15 * 60_000, failback: Bool = true, requireAllOnline: Bool = false,
                 keepRunning: [String: Int] = [:]) {
         self.hook = hook

@@ -163,7 +163,7 @@ public enum ScenarioParser {
         case "startVM": action = .request(.startVM(try o.string("startVM")), via: via)
         case "stopVM": action = .request(.stopVM(try o.string("stopVM")), via: via)
         // Simulated hooks succeed at once (SimulatedNode.runPatchHook).
-        case "patch": action = .request(.startPatchRun(PatchRequest(hook: try o.string("patch"))), via: via)
+        case "patch": action = .request(.startPatchRun(PatchRequest(PatchOptions(hook: try o.string("patch")))), via: via)
         default: action = .request(.setConfig(key: try o.string("config"), value: try o.string("value")), via: via)
         }
         return ScenarioEvent(atMs: at, action)

@@ -61,7 +61,7 @@ enum PatchBenchmark {
         try cluster.waitForAgreement([1, 2, 3], members: 3, seconds: 60)
         note("\(names.count) guests running; starting the patch run (hook: sleep \(hookSeconds))")
         let started = Date()
-        try RealCluster.operate(cluster, 1, .startPatchRun(PatchRequest(hook: "sleep \(hookSeconds)", order: ["node1", "node2", "node3"])))
+        try RealCluster.operate(cluster, 1, .startPatchRun(PatchRequest(PatchOptions(hook: "sleep \(hookSeconds)"), order: ["node1", "node2", "node3"])))
         var last: StatusReport?
         try cluster.waitUntil("the patch run ends", seconds: 600, pollSeconds: 0.1) {
             guard let r = cluster.status(1), let run = r.patchRun else { return false }

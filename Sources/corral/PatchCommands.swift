@@ -62,9 +62,10 @@ enum PatchCommands {
         case let other: throw UsageError("--failback takes immediate or none, not \(other)")
         }
         let timeout = try args.option("reboot-timeout").map { text throws(UsageError) in try duration(text, option: "reboot-timeout") }
-        return PatchRequest(hook: hook, pre: args.option("pre"), post: args.option("post"), maxFailed: try args.int("max-failed"),
-                            retries: try args.int("retries", default: 3)!, rebootTimeoutMs: timeout ?? 15 * 60_000, order: order,
-                            failback: failback, requireAllOnline: args.flag("require-all-online"), keepRunning: keepRunning)
+        let options = PatchOptions(hook: hook, pre: args.option("pre"), post: args.option("post"), maxFailed: try args.int("max-failed"),
+                                   retries: try args.int("retries", default: 3)!, rebootTimeoutMs: timeout ?? 15 * 60_000,
+                                   failback: failback, requireAllOnline: args.flag("require-all-online"), keepRunning: keepRunning)
+        return PatchRequest(options, order: order)
     }
 
     /// "90s", "15m", "1h", "500ms", or whole seconds; more than 0 and at most a day.

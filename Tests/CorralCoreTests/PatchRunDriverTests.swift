@@ -30,7 +30,7 @@ import Testing
         var group = Group(state)
         group.membership([1, 2, 3, 4, 5], quorate: true)
         group.advance(by: 300)
-        group.feed(1, .request(id: 1, .startPatchRun(PatchRequest(hook: "patch", order: ["n1", "n2", "n3"])), whatIf: false))
+        group.feed(1, .request(id: 1, .startPatchRun(PatchRequest(PatchOptions(hook: "patch"), order: ["n1", "n2", "n3"])), whatIf: false))
         group.settle()
         #expect(group.replies(1)[1] == .done("start patch run 1 over n1, n2, n3"))
         var answered: Set<String> = []

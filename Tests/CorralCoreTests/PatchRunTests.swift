@@ -65,7 +65,7 @@ import Testing
     @Test(arguments: [false, true])
     func aRunPatchesEveryNodeAndBringsVMsHome(withPreAndPost: Bool) {
         var state = Self.patchable()
-        Self.start(&state, PatchRequest(hook: "patch", pre: withPreAndPost ? "pre" : nil, post: withPreAndPost ? "post" : nil))
+        Self.start(&state, PatchRequest(PatchOptions(hook: "patch", pre: withPreAndPost ? "pre" : nil, post: withPreAndPost ? "post" : nil)))
         Self.drive(&state)
         let run = state.patchRun!
         #expect(run.state == .finished)
@@ -82,7 +82,7 @@ import Testing
     @Test(arguments: [(retries: 0, maxFailed: 0), (retries: 2, maxFailed: 0), (retries: 1, maxFailed: 1)])
     func failingHookIsRetriedThenCountsAgainstMaxFailed(retries: Int, maxFailed: Int) {
         var state = Self.patchable()
-        Self.start(&state, PatchRequest(hook: "patch", maxFailed: maxFailed, retries: retries, order: ["n1", "n2", "n3"]))
+        Self.start(&state, PatchRequest(PatchOptions(hook: "patch", maxFailed: maxFailed, retries: retries), order: ["n1", "n2", "n3"]))
         Self.drive(&state, hookStatus: { node, phase, _ in node == "n2" && phase == .hook ? 3 : 0 })
         let run = state.patchRun!
         let n2 = run.nodes[1]
@@ -106,7 +106,7 @@ import Testing
     /// to come back, counts that as the hook's success, and never asks for the hook again.
     @Test func aNodeRebootingDuringItsHookIsWaitedFor() {
         var state = Self.patchable()
-        Self.start(&state, PatchRequest(hook: "reboot", order: ["n1", "n2", "n3"]))
+        Self.start(&state, PatchRequest(PatchOptions(hook: "reboot"), order: ["n1", "n2", "n3"]))
         let n1 = state.id("n1")
         Self.drive(&state, until: { $0.patchRun!.current?.step == .hook })
         let run = state.patchRun!.id
@@ -131,7 +131,7 @@ import Testing
     /// there to retry on); the run stops at --max-failed 0.
     @Test func aNodeThatDoesNotComeBackFails() {
         var state = Self.patchable()
-        Self.start(&state, PatchRequest(hook: "reboot", rebootTimeoutMs: 60_000, order: ["n1", "n2", "n3"]))
+        Self.start(&state, PatchRequest(PatchOptions(hook: "reboot", rebootTimeoutMs: 60_000), order: ["n1", "n2", "n3"]))
         let n1 = state.id("n1")
         Self.drive(&state, until: { $0.patchRun!.current?.step == .hook })
         state.must(.patchHookStarted(run: 1, node: n1, phase: .hook, attempt: 1))
@@ -164,11 +164,11 @@ import Testing
 
     /// Bad requests are refused with a specific reason and change nothing.
     @Test(arguments: [
-        (PatchRequest(hook: "x", order: ["n1", "n9"]), "no node named n9 in --order (nodes: n1, n2, n3)"),
-        (PatchRequest(hook: "x", order: ["n1", "n1"]), "node n1 is named twice in --order"),
-        (PatchRequest(hook: "x", keepRunning: ["db": 1]), "--keep-running db: no VM has anti-affinity class db"),
-        (PatchRequest(hook: ""), "a patch run needs --hook CMD"),
-        (PatchRequest(hook: "x", rebootTimeoutMs: 0), "--reboot-timeout must be longer than 0"),
+        (PatchRequest(PatchOptions(hook: "x"), order: ["n1", "n9"]), "no node named n9 in --order (nodes: n1, n2, n3)"),
+        (PatchRequest(PatchOptions(hook: "x"), order: ["n1", "n1"]), "node n1 is named twice in --order"),
+        (PatchRequest(PatchOptions(hook: "x", keepRunning: ["db": 1])), "--keep-running db: no VM has anti-affinity class db"),
+        (PatchRequest(PatchOptions(hook: "")), "a patch run needs --hook CMD"),
+        (PatchRequest(PatchOptions(hook: "x", rebootTimeoutMs: 0)), "--reboot-timeout must be longer than 0"),
     ])
     func badRequestsAreRefused(request: PatchRequest, refusal: String) {
         let state = Self.patchable()
@@ -179,10 +179,10 @@ import Testing
     /// --force-recover clears the record.
     @Test func oneRunAtATimeAbortAndForceRecover() {
         var state = Self.patchable()
-        Self.start(&state, PatchRequest(hook: "x", order: ["n1", "n2", "n3"]))
+        Self.start(&state, PatchRequest(PatchOptions(hook: "x"), order: ["n1", "n2", "n3"]))
         Self.drive(&state, until: { $0.patchRun!.current?.step == .draining })
         #expect(state.patchRun!.current?.step == .draining)
-        guard case .failure = RequestPlanner.command(for: .startPatchRun(PatchRequest(hook: "y")), in: state) else {
+        guard case .failure = RequestPlanner.command(for: .startPatchRun(PatchRequest(PatchOptions(hook: "y"))), in: state) else {
             Issue.record("a second run was accepted while one runs")
             return
         }
@@ -203,7 +203,7 @@ import Testing
     /// --what-if lists the order and each node's plan, and changes nothing.
     @Test func whatIfChangesNothing() throws {
         let state = Self.patchable()
-        let lines = try RequestPlanner.whatIf(.startPatchRun(PatchRequest(hook: "x", order: ["n2", "n1"])), in: state).get()
+        let lines = try RequestPlanner.whatIf(.startPatchRun(PatchRequest(PatchOptions(hook: "x"), order: ["n2", "n1"])), in: state).get()
         #expect(lines.first == "would patch 2 node(s) in this order: n2, n1; stop after more than 0 failed; 3 retries per node")
         #expect(lines.count == 3)
         #expect(lines[1].hasPrefix("n2: drain live (c → "))
@@ -216,7 +216,7 @@ import Testing
         var state = Self.patchable()
         let before = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
         #expect(!before.contains("patchRun"))
-        Self.start(&state, PatchRequest(hook: "x"))
+        Self.start(&state, PatchRequest(PatchOptions(hook: "x")))
         Self.drive(&state, until: { $0.patchRun!.current?.step == .hook })
         let decoded = try JSONDecoder().decode(ClusterState.self, from: JSONEncoder().encode(state))
         #expect(decoded == state)
