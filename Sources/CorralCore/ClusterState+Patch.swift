@@ -57,7 +57,11 @@ extension ClusterState {
         case .hook:
             run.nodes[index].moved = drainMoves(of: node)
         case .resuming:
+            run.nodes[index].resumeFirstJob = nextJobID
             _ = resumeNode(node, failback: run.options.failback)
+        case .done:
+            run.nodes[index].returned = sortedJobs.filter { $0.destination == node && $0.purpose == .failback && $0.state == .succeeded
+                && $0.id >= progress.resumeFirstJob }.map { PatchMove(vm: $0.vm, to: node, downtimeMs: $0.downtimeMs) }
         case .failed:
             // Left out of service, with its reason, for an operator to look at.
             if let admin = nodes[node]?.admin, admin != .paused {

@@ -142,6 +142,10 @@ public struct PatchNodeProgress: Codable, Sendable, Equatable {
     public var reason: String
     public var hooks: [PatchHookRecord]
     public var moved: [PatchMove]
+    /// The VMs its failback brought back, with their downtime.
+    public var returned: [PatchMove]
+    /// Jobs numbered from here on were queued by its resume (its failbacks).
+    public var resumeFirstJob: Int
     public var timeline: [PatchMark]
 
     public init(node: NodeID) {
@@ -152,6 +156,8 @@ public struct PatchNodeProgress: Codable, Sendable, Equatable {
         self.reason = ""
         self.hooks = []
         self.moved = []
+        self.returned = []
+        self.resumeFirstJob = 0
         self.timeline = []
     }
 

@@ -62,14 +62,14 @@ enum PatchBenchmark {
         note("\(names.count) guests running; starting the patch run (hook: sleep \(hookSeconds))")
         let started = Date()
         try RealCluster.operate(cluster, 1, .startPatchRun(PatchRequest(PatchOptions(hook: "sleep \(hookSeconds)"), order: ["node1", "node2", "node3"])))
-        var last: StatusReport?
+        var last: PatchRun?
         try cluster.waitUntil("the patch run ends", seconds: 600, pollSeconds: 0.1) {
-            guard let r = cluster.status(1), let run = r.patchRun else { return false }
-            last = r
+            guard let run = cluster.status(1)?.patchRun else { return false }
+            last = run
             return run.state != .running
         }
         let wallMs = Int(Date().timeIntervalSince(started) * 1000)
-        guard let status = last, let run = status.patchRun else { throw ClusterError("no patch run in the status") }
+        guard let run = last else { throw ClusterError("no patch run in the status") }
         func span(_ progress: PatchNodeProgress, from: PatchStep, to: PatchStep) -> Int {
             guard let a = progress.timeline.last(where: { $0.step == from }), let b = progress.timeline.last(where: { $0.step == to }) else { return 0 }
             return Int(b.at - a.at)
@@ -78,14 +78,12 @@ enum PatchBenchmark {
         let hooks = run.nodes.map { $0.hooks.filter { $0.phase == .hook }.last?.result.durationMs ?? 0 }
         let failbacks = run.nodes.map { span($0, from: .resuming, to: .done) }
         let parts = drains.reduce(0, +) + hooks.reduce(0, +)
-        let failbackJobs = status.migrations.filter { $0.purpose == "failback" && $0.state == "succeeded" }
-        let moved = run.nodes.flatMap(\.moved)
+        let moved = run.nodes.flatMap { $0.moved + $0.returned }
         return Figures(nodes: 3, guestsPerNode: guests, hookSeconds: hookSeconds, outcome: "\(run.state.rawValue): \(run.outcome)",
                        wallMs: wallMs, drainMs: drains, hookMs: hooks, failbackMs: failbacks, partsMs: parts,
                        overhead: Double(wallMs - parts) / Double(max(1, parts)),
                        overheadWithFailbacks: Double(wallMs - parts - failbacks.reduce(0, +)) / Double(max(1, parts + failbacks.reduce(0, +))),
-                       migrations: moved.count + failbackJobs.count,
-                       totalDowntimeMs: moved.reduce(0) { $0 + $1.downtimeMs } + failbackJobs.reduce(0) { $0 + $1.downtimeMs })
+                       migrations: moved.count, totalDowntimeMs: moved.reduce(0) { $0 + $1.downtimeMs })
     }
 
     static func show(_ f: Figures) {

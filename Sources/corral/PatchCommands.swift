@@ -99,13 +99,14 @@ enum PatchCommands {
             print("\(node.name): \(node.step)\(node.reason.isEmpty ? "" : " (\(node.reason))")")
             for mark in node.steps { print("  \(mark.step) (attempt \(mark.attempt)): \(mark.durationMs.map { "\($0) ms" } ?? "until now")") }
             for move in node.moved { print("  moved \(move.vm) to \(move.to), downtime \(move.downtimeMs) ms") }
+            for move in node.returned { print("  failback brought \(move.vm) back, downtime \(move.downtimeMs) ms") }
             for hook in node.hooks {
                 print("  \(hook.phase) hook, attempt \(hook.attempt): exit \(hook.status) after \(hook.durationMs) ms")
                 for line in hook.outputTail.split(separator: "\n") { print("    | \(line)") }
             }
         }
         print("")
-        print("total downtime of moved VMs: \(view.totalDowntimeMs) ms")
+        print("total downtime of the VMs moved and brought back: \(view.totalDowntimeMs) ms")
     }
 }
 
@@ -138,6 +139,7 @@ struct PatchRunView: Encodable {
         var reason: String
         var steps: [Step]
         var moved: [Move]
+        var returned: [Move]
         var hooks: [Hook]
     }
     var id: Int
@@ -152,6 +154,7 @@ struct PatchRunView: Encodable {
     init?(_ status: StatusReport) {
         guard let run = status.patchRun else { return nil }
         let names = Dictionary(uniqueKeysWithValues: status.nodes.map { ($0.id, $0.name) })
+        func move(_ m: PatchMove) -> Move { Move(vm: m.vm, to: names[m.to] ?? "node\(m.to)", downtimeMs: m.downtimeMs) }
         id = run.id
         state = run.state.rawValue
         outcome = run.outcome
@@ -165,11 +168,11 @@ struct PatchRunView: Encodable {
             }
             return NodeView(name: names[progress.node] ?? "node\(progress.node)", step: progress.step.rawValue, attempt: progress.attempt,
                             reason: progress.reason, steps: steps,
-                            moved: progress.moved.map { Move(vm: $0.vm, to: names[$0.to] ?? "node\($0.to)", downtimeMs: $0.downtimeMs) },
+                            moved: progress.moved.map(move), returned: progress.returned.map(move),
                             hooks: progress.hooks.map { Hook(phase: $0.phase.rawValue, attempt: $0.attempt, status: $0.result.status,
                                                              durationMs: $0.result.durationMs, outputTail: $0.result.outputTail) })
         }
         migrations = status.migrations.filter { $0.state == "queued" || $0.state == "running" }
-        totalDowntimeMs = run.nodes.flatMap(\.moved).reduce(0) { $0 + $1.downtimeMs }
+        totalDowntimeMs = run.nodes.flatMap { $0.moved + $0.returned }.reduce(0) { $0 + $1.downtimeMs }
     }
 }

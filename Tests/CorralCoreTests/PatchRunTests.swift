@@ -71,6 +71,7 @@ import Testing
         #expect(run.state == .finished)
         #expect(Self.steps(state) == ["n1:done", "n2:done", "n3:done"])
         #expect(run.nodes.allSatisfy { $0.moved.count == 2 && $0.moved.allSatisfy { $0.downtimeMs == 7 } })
+        #expect(run.nodes.allSatisfy { $0.returned.map(\.vm).sorted() == $0.moved.map(\.vm).sorted() }, "failback brought each back")
         #expect(run.nodes.allSatisfy { $0.hooks.map(\.phase) == (withPreAndPost ? [.pre, .hook, .post] : [.hook]) })
         #expect(state.sortedVMs.allSatisfy { $0.state == .running })
         #expect(state.sortedVMs.map { "\($0.name)@\(state.whereIs($0.name))" } == ["a@n1", "b@n1", "c@n2", "d@n2", "e@n3", "f@n3"])

@@ -68,7 +68,9 @@ struct PatchRunClusterTests {
                 #expect(run.state == .finished, "run 1: \(run.outcome) \(Self.steps(run))")
                 #expect(Self.steps(run) == ["node1:done", "node2:done", "node3:done"])
                 for progress in run.nodes {
-                    #expect(progress.moved.count == 1, "node\(progress.node) moved \(progress.moved)")
+                    #expect(progress.moved.count == 1 && progress.returned.map(\.vm) == progress.moved.map(\.vm),
+                            "node\(progress.node) moved \(progress.moved), brought back \(progress.returned)")
+                    #expect(progress.moved.allSatisfy { $0.downtimeMs > 0 }, "libvirt's downtime of each live migration: \(progress.moved)")
                     #expect(progress.timeline.contains { $0.step == .resuming }, "node\(progress.node): \(progress.timeline)")
                     #expect(progress.hooks.isEmpty, "a rebooting hook's answer dies with its node: \(progress.hooks)")
                     let log = (try? String(contentsOfFile: "\(Self.base)/n\(progress.node)/reboot.log", encoding: .utf8)) ?? ""
