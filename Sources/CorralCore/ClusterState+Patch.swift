@@ -27,7 +27,10 @@ extension ClusterState {
                 // Its hook may be rebooting it: it stays out of service until an operator looks.
                 run.nodes[index].step = .failed
                 run.nodes[index].reason = "the run was aborted during its hook: left \(nodes[progress.node]?.admin.rawValue ?? "?"); resume it by hand"
-            case .pre, .draining, .post, .resuming:
+            case .resuming:
+                // Patched; its failbacks go on.
+                run.nodes[index].step = .done
+            case .pre, .draining, .post:
                 run.nodes[index].step = .cancelled
                 run.nodes[index].reason = "the run was aborted; node resumed"
                 _ = resumeNode(progress.node, failback: run.options.failback)
@@ -48,7 +51,7 @@ extension ClusterState {
         guard !progress.step.isFinal, attempt >= progress.attempt else {
             return .refused("\(nodeName(node)) is \(progress.step.rawValue) (attempt \(progress.attempt)) in patch run \(id)")
         }
-        if step.isActive || step == .waiting, let other = run.current, other.node != node {
+        if step.isActive && step != .resuming || step == .waiting, let other = run.working, other.node != node {
             return .refused("patch run \(id) is working on \(nodeName(other.node))")
         }
         switch step {

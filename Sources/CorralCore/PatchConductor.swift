@@ -12,30 +12,56 @@ public enum PatchConductor {
         guard let run = state.patchRun, run.state == .running else { return [] }
         let options = run.options
         let members = context.members
+        let moves = Moves(run: run, now: context.now)
         func advance(_ progress: PatchNodeProgress, _ step: PatchStep, attempt: Int? = nil, reason: String = "") -> Command {
-            .advancePatch(run: run.id, node: progress.node, to: step, attempt: attempt ?? progress.attempt, reason: reason, at: context.now)
+            moves.advance(progress, step, attempt: attempt, reason: reason)
         }
-        /// A failed attempt starts over (its VMs stay where the drain put them), or fails the node.
-        func failAttempt(_ progress: PatchNodeProgress, _ why: String) -> Command {
-            let reason = "attempt \(progress.attempt): \(why)"
-            guard progress.attempt <= options.retries else { return advance(progress, .failed, reason: reason) }
-            return advance(progress, firstStep(options), attempt: progress.attempt + 1, reason: reason)
-        }
-        guard let progress = run.current else {
+        // A resumed node is done once its failbacks have finished; meanwhile the next node goes on.
+        let finished = run.nodes.filter { progress in
+            progress.step == .resuming && !state.jobs.values.contains { $0.isActive && $0.destination == progress.node && $0.purpose == .failback }
+        }.map { advance($0, .done) }
+        guard let progress = run.working else {
             if run.failedCount > run.maxFailed {
+                guard run.current == nil else { return finished }
                 return [.endPatchRun(run: run.id, .stopped,
                                      outcome: "\(run.failedCount) node(s) failed, more than --max-failed \(run.maxFailed)")]
             }
             guard let next = run.nodes.first(where: { $0.step == .waiting }) else {
+                guard run.current == nil else { return finished }
                 let done = run.nodes.filter { $0.step == .done }.count
                 return [.endPatchRun(run: run.id, .finished, outcome: "\(done) of \(run.nodes.count) node(s) patched, \(run.failedCount) failed")]
             }
             switch PatchPlanner.check(next.node, in: state, options: options, members: members) {
-            case .ready: return [advance(next, firstStep(options), attempt: 1)]
-            case let .skip(why): return [advance(next, .skipped, reason: why)]
-            case let .refuse(why): return [advance(next, .failed, attempt: 1, reason: "pre-check: \(why)")]
+            case .ready: return finished + [advance(next, firstStep(options), attempt: 1)]
+            case let .skip(why): return finished + [advance(next, .skipped, reason: why)]
+            case let .refuse(why): return finished + [advance(next, .failed, attempt: 1, reason: "pre-check: \(why)")]
             }
         }
+        return finished + step(progress, run, state, context, moves)
+    }
+
+    /// The commands that move a node of one run, stamped with the coordinator's clock.
+    private struct Moves {
+        var run: PatchRun
+        var now: Millis
+
+        func advance(_ progress: PatchNodeProgress, _ step: PatchStep, attempt: Int? = nil, reason: String = "") -> Command {
+            .advancePatch(run: run.id, node: progress.node, to: step, attempt: attempt ?? progress.attempt, reason: reason, at: now)
+        }
+
+        /// A failed attempt starts over (its VMs stay where the drain put them), or fails the node.
+        func failAttempt(_ progress: PatchNodeProgress, _ why: String) -> Command {
+            let reason = "attempt \(progress.attempt): \(why)"
+            guard progress.attempt <= run.options.retries else { return advance(progress, .failed, reason: reason) }
+            return advance(progress, firstStep(run.options), attempt: progress.attempt + 1, reason: reason)
+        }
+    }
+
+    /// The next command for the node being patched, if its step is over.
+    private static func step(_ progress: PatchNodeProgress, _ run: PatchRun, _ state: ClusterState, _ context: Coordinator.Context,
+                             _ moves: Moves) -> [Command] {
+        let options = run.options
+        let members = context.members
         let node = state.nodes[progress.node]
         let present = members.contains(progress.node) && node?.health == .up
         let elapsed = Int(context.stepElapsedMs)
@@ -43,32 +69,29 @@ public enum PatchConductor {
         case .pre, .hook, .post:
             let phase = progress.step.phase!
             if let result = progress.currentResult {
-                if result.status != 0 { return [failAttempt(progress, "\(phase.rawValue) hook exited \(result.status)")] }
-                return [advance(progress, stepAfter(phase, options))]
+                if result.status != 0 { return [moves.failAttempt(progress, "\(phase.rawValue) hook exited \(result.status)")] }
+                return [moves.advance(progress, stepAfter(phase, options))]
             }
             // A hook already started whose node leaves is handled by the state sync (rejoining).
             if !present && !(progress.step == .hook && progress.hookStarted) {
-                return [failAttempt(progress, "left the cluster during its \(phase.rawValue) hook")]
+                return [moves.failAttempt(progress, "left the cluster during its \(phase.rawValue) hook")]
             }
             if elapsed > options.rebootTimeoutMs + answerGraceMs {
-                return [failAttempt(progress, "no answer from its \(phase.rawValue) hook within \(options.rebootTimeoutMs / 1000) s")]
+                return [moves.failAttempt(progress, "no answer from its \(phase.rawValue) hook within \(options.rebootTimeoutMs / 1000) s")]
             }
         case .draining:
-            guard present, let node else { return [failAttempt(progress, "left the cluster during its drain")] }
+            guard present, let node else { return [moves.failAttempt(progress, "left the cluster during its drain")] }
             switch node.admin {
-            case .drained: return [advance(progress, .hook)]
-            case .paused: return [failAttempt(progress, "drain failed: " + node.drainFailures.joined(separator: "; "))]
-            case .active: return [failAttempt(progress, "resumed by an operator during its drain")]
+            case .drained: return [moves.advance(progress, .hook)]
+            case .paused: return [moves.failAttempt(progress, "drain failed: " + node.drainFailures.joined(separator: "; "))]
+            case .active: return [moves.failAttempt(progress, "resumed by an operator during its drain")]
             case .draining: break
             }
         case .rejoining:
-            if present { return [advance(progress, options.post == nil ? .resuming : .post)] }
+            if present { return [moves.advance(progress, options.post == nil ? .resuming : .post)] }
             if elapsed > options.rebootTimeoutMs {
-                return [advance(progress, .failed, reason: "did not come back within \(options.rebootTimeoutMs / 1000) s after its hook")]
+                return [moves.advance(progress, .failed, reason: "did not come back within \(options.rebootTimeoutMs / 1000) s after its hook")]
             }
-        case .resuming:
-            let failingBack = state.jobs.values.contains { $0.isActive && $0.destination == progress.node && $0.purpose == .failback }
-            if !failingBack { return [advance(progress, .done, reason: "")] }
         default:
             break
         }

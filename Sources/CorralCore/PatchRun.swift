@@ -19,8 +19,10 @@ public struct PatchRun: Codable, Sendable, Equatable {
         self.outcome = ""
     }
 
-    /// The node being worked on now, if any: at most one at a time.
-    public var current: PatchNodeProgress? { nodes.first { $0.step.isActive } }
+    /// The node being patched now (from its pre hook to its post hook), if any: one at a time.
+    public var working: PatchNodeProgress? { nodes.first { $0.step.isActive && $0.step != .resuming } }
+    /// The node being patched, else one whose failbacks still run (they overlap the next node).
+    public var current: PatchNodeProgress? { working ?? nodes.first { $0.step == .resuming } }
     public var failedCount: Int { nodes.filter { $0.step == .failed }.count }
     /// `--max-failed`, or ⌈n/3⌉ − 1 of the nodes in the run.
     public var maxFailed: Int { options.maxFailed ?? PatchOptions.defaultMaxFailed(nodes: nodes.count) }
