@@ -240,6 +240,11 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
         fenceAgent?.fence(name, log: agentLog) { [sink] in sink.yield(.shell(.fenceResult(node, attempt: attempt, fenced: $0))) }
     }
 
+    public func runPatchHook(_ command: String, run: Int, phase: PatchPhase, attempt: Int, timeoutMs: Int) {
+        PatchHook.run(command, node: configuration.nodeName, run: run, phase: phase, attempt: attempt, timeoutMs: timeoutMs,
+                      log: agentLog) { [sink] in sink.yield(.shell(.input(.patchHookFinished(run: run, phase: phase, attempt: attempt, $0)))) }
+    }
+
     /// Hands the state to the saver, which writes it off the loop (its failures are logged there).
     public func save(_ state: ClusterState) { saver.save(state) }
 

@@ -12,6 +12,8 @@ public protocol ShellWorld: AnyObject {
     var hasFenceAgent: Bool { get }
     /// Run the fence agent against a node; answer with `.fenceResult(node, attempt:, fenced:)`.
     func fence(_ node: NodeID, name: String, attempt: Int)
+    /// Run a patch hook on this node; answer with `.input(.patchHookFinished(…))`.
+    func runPatchHook(_ command: String, run: Int, phase: PatchPhase, attempt: Int, timeoutMs: Int)
     /// Persist the state (the world may write it off the caller's thread).
     func save(_ state: ClusterState)
     /// Answer the operator request `id` (from `.input(.request(id:…))`).
@@ -159,6 +161,8 @@ public final class AgentShell {
                 world.fence(node, name: name, attempt: attempt)
             case let .renewLease(until): armWatchdog(until: until)
             case let .reply(id, reply): world.reply(id, reply)
+            case let .runPatchHook(run, phase, attempt, command, timeoutMs):
+                world.runPatchHook(command, run: run, phase: phase, attempt: attempt, timeoutMs: timeoutMs)
             case .stateChanged: dirty = true
             case let .log(text): world.log(text)
             }

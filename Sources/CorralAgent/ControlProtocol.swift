@@ -74,6 +74,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// History lines recorded since the agent started, by `EventJournal.countedKinds`; nil if
     /// not known. Set by the agent, like `leaseRemainingMs`.
     public var eventCounts: [String: Int]? = nil
+    /// The current or last patch run, as the replicated state holds it.
+    public var patchRun: PatchRun? = nil
 
     public init(_ core: CorralNode) {
         let state = core.state
@@ -96,6 +98,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
             VMRow(name: v.name, node: state.nodeName(v.node), state: v.state.rawValue, memoryMiB: v.spec.memoryMiB,
                   priority: v.spec.priority.rawValue, highlyAvailable: v.spec.highlyAvailable, reason: v.reason)
         }
+        patchRun = state.patchRun
         migrations = state.sortedJobs.suffix(50).map { j in
             MigrationRow(id: j.id, vm: j.vm, from: state.nodeName(j.source), to: state.nodeName(j.destination),
                          purpose: j.purpose.rawValue, state: j.state.rawValue, bandwidthMiBps: j.bandwidthMiBps,

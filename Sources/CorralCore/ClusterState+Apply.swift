@@ -83,6 +83,14 @@ extension ClusterState {
             guard setup != settings.migration.setupMs else { return .refused("migration set-up time unchanged") }
             settings.migration.setupMs = setup
             return .applied
+        case let .startPatchRun(run): return startPatchRun(run)
+        case let .abortPatchRun(run, force): return abortPatchRun(run, forceRecover: force)
+        case let .advancePatch(run, node, step, attempt, reason, at):
+            return advancePatch(run, node: node, to: step, attempt: attempt, reason: reason, at: at)
+        case let .patchHookStarted(run, node, phase, attempt): return patchHookStarted(run, node: node, phase: phase, attempt: attempt)
+        case let .patchHookFinished(run, node, phase, attempt, result):
+            return patchHookFinished(run, node: node, phase: phase, attempt: attempt, result)
+        case let .endPatchRun(run, end, outcome): return endPatchRun(run, end, outcome: outcome)
         case let .linkMeasured(id, link, stream):
             guard nodes[id] != nil else { return .refused("unknown node \(id)") }
             nodes[id]!.linkMiBps = max(0, link)
@@ -111,6 +119,7 @@ extension ClusterState {
             }
             nodes[n.id] = n
         }
+        noteRebootsDuringHooks(present)
     }
 
     /// Runs or may run something: a VM, a lease, or an incoming migration that may have switched over.
@@ -172,7 +181,7 @@ extension ClusterState {
         return queueMigration(name, to: to, purpose: .move)
     }
 
-    private mutating func drainNode(_ id: NodeID) -> ApplyOutcome {
+    mutating func drainNode(_ id: NodeID) -> ApplyOutcome {
         guard var node = nodes[id] else { return .refused("unknown node \(id)") }
         guard node.health == .up else { return .refused("node \(node.name) is \(node.state.rawValue)") }
         guard node.admin == .active || node.admin == .paused else { return .refused("node \(node.name) is already \(node.admin.rawValue)") }
@@ -191,7 +200,7 @@ extension ClusterState {
         return .applied
     }
 
-    private mutating func resumeNode(_ id: NodeID, failback: Bool) -> ApplyOutcome {
+    mutating func resumeNode(_ id: NodeID, failback: Bool) -> ApplyOutcome {
         guard var node = nodes[id] else { return .refused("unknown node \(id)") }
         node.admin = .active
         node.drainFailures = []

@@ -13,6 +13,8 @@ public struct ClusterState: Sendable, Equatable {
     public var settings: ClusterSettings
     public var nextJobID: Int = 1
     public var nextToken: UInt64 = 1
+    /// The current or last patch run; nil until the first one.
+    public var patchRun: PatchRun?
 
     /// Finished migration jobs kept for `corral migrations`; older ones are dropped.
     static let finishedJobsKept = 256
@@ -43,7 +45,7 @@ public struct ClusterState: Sendable, Equatable {
 
 extension ClusterState: Codable {
     enum CodingKeys: String, CodingKey {
-        case epoch, version, nodes, vms, jobs, leases, settings, nextJobID, nextToken
+        case epoch, version, nodes, vms, jobs, leases, settings, nextJobID, nextToken, patchRun
     }
 
     /// Collections are written as arrays sorted by key so that the bytes (and the digest)
@@ -59,6 +61,8 @@ extension ClusterState: Codable {
         try c.encode(settings, forKey: .settings)
         try c.encode(nextJobID, forKey: .nextJobID)
         try c.encode(nextToken, forKey: .nextToken)
+        // Written only once a run exists, so older states keep their bytes and digests.
+        try c.encodeIfPresent(patchRun, forKey: .patchRun)
     }
 
     public init(from decoder: Decoder) throws {
@@ -68,6 +72,7 @@ extension ClusterState: Codable {
         settings = try c.decode(ClusterSettings.self, forKey: .settings)
         nextJobID = try c.decode(Int.self, forKey: .nextJobID)
         nextToken = try c.decode(UInt64.self, forKey: .nextToken)
+        patchRun = try c.decodeIfPresent(PatchRun.self, forKey: .patchRun)
         nodes = try Self.keyed(c.decode([Node].self, forKey: .nodes), by: \.id, what: "node")
         vms = try Self.keyed(c.decode([VirtualMachine].self, forKey: .vms), by: \.name, what: "VM")
         jobs = try Self.keyed(c.decode([MigrationJob].self, forKey: .jobs), by: \.id, what: "migration job")

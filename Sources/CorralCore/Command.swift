@@ -43,6 +43,17 @@ public enum Command: Codable, Sendable, Equatable {
     case linkMeasured(node: NodeID, linkMiBps: Int, streamMiBps: Int)
     /// A real migration's set-up and switch-over time, folded into `migration.setupMs`.
     case migrationOverheadMeasured(ms: Int)
+
+    // Patch runs (`PatchRun`): started and aborted by an operator, stepped by the coordinator,
+    // hook starts and results reported by the node that runs the hook.
+    case startPatchRun(PatchRun)
+    /// `forceRecover` drops the run's record whatever its state, touching no node.
+    case abortPatchRun(run: Int, forceRecover: Bool)
+    /// `at`: the coordinator's clock, for the report's timeline.
+    case advancePatch(run: Int, node: NodeID, to: PatchStep, attempt: Int, reason: String, at: Millis)
+    case patchHookStarted(run: Int, node: NodeID, phase: PatchPhase, attempt: Int)
+    case patchHookFinished(run: Int, node: NodeID, phase: PatchPhase, attempt: Int, PatchHookResult)
+    case endPatchRun(run: Int, PatchRunState, outcome: String)
 }
 
 /// What applying a command did. A refusal changes nothing and says why.

@@ -16,13 +16,16 @@ public enum Coordinator {
         public var members: [NodeID]
         /// VMs seen running without a crash for a whole crash window.
         public var stableVMs: [String]
+        /// How long this coordinator has seen the patch run's current step (0 without a run).
+        public var stepElapsedMs: Millis
         public init(now: Millis, leaseEnds: [NodeID: Millis] = [:], fenceConfirmed: Set<NodeID> = [],
-                    members: [NodeID] = [], stableVMs: [String] = []) {
+                    members: [NodeID] = [], stableVMs: [String] = [], stepElapsedMs: Millis = 0) {
             self.now = now
             self.leaseEnds = leaseEnds
             self.fenceConfirmed = fenceConfirmed
             self.members = members
             self.stableVMs = stableVMs
+            self.stepElapsedMs = stepElapsedMs
         }
     }
 
@@ -32,6 +35,7 @@ public enum Coordinator {
         commands += recovery(state)
         commands += drains(state)
         commands += MigrationScheduler.decide(state)
+        commands += PatchConductor.decide(state, context)
         return commands
     }
 

@@ -80,6 +80,14 @@ public struct CorralNode: Sendable {
     private var unreachable: Set<NodeID> = []
     /// Guests created paused here for a failover not yet allowed (`stageVM` sent, not consumed).
     public private(set) var staged: Set<String> = []
+    /// Patch hooks this process asked to start ("run/phase/attempt"), those running, and the
+    /// results not yet in the replicated state. A started hook this process did not start
+    /// belongs to an earlier run of the agent: its answer is lost.
+    private var patchHooksAsked: Set<String> = []
+    private var patchHooksRunning: Set<String> = []
+    private var patchHookResults: [String: PatchHookResult] = [:]
+    /// The patch run step this node (as coordinator) is timing, and since when it sees it.
+    private var patchStepSeen: (key: String, since: Millis)?
     /// The last forecast and what it was made from (state version and epoch, lost nodes):
     /// ticks change neither, so they reuse it instead of copying the state again.
     private var forecast: (epoch: UInt64, version: UInt64, lost: Set<NodeID>, placements: [String: NodeID])?
@@ -143,11 +151,17 @@ public struct CorralNode: Sendable {
         case let .broadcastFailed(sequence, reason): onBroadcastFailed(sequence, reason, &out)
         case let .watchdogFailed(reason): onWatchdogFailed(reason, &out)
         case let .undecodable(from, reason): onUndecodable(from, reason, &out)
+        case let .patchHookFinished(run, phase, attempt, result):
+            let key = "\(run)/\(phase.rawValue)/\(attempt)"
+            patchHooksRunning.remove(key)
+            patchHookResults[key] = result
+            out.append(.log("patch run \(run): \(phase.rawValue) hook (attempt \(attempt)) exited \(result.status) after \(result.durationMs) ms"))
         }
         if canAct && !input.isHeartbeat {
             drainIfWatchdogFailed(&out)
             askFenceAgent(&out)
             reconcile(&out)
+            runOwnPatchHook(&out)
             coordinate(&out)
         } else if !input.isHeartbeat {
             abortDoomedMigrations(&out)
@@ -745,7 +759,7 @@ public struct CorralNode: Sendable {
         // Only confirmations about the node's current fencing episode count.
         let confirmed = Set(fenceConfirmed.filter { state.nodes[$0.key]?.fencingEpoch == $0.value }.keys)
         let context = Coordinator.Context(now: now, leaseEnds: leaseEnds, fenceConfirmed: confirmed,
-                                          members: members, stableVMs: stableAfterCrashes())
+                                          members: members, stableVMs: stableAfterCrashes(), stepElapsedMs: patchStepElapsed())
         for command in Coordinator.plan(state, context) { send(.command(command), &out) }
     }
 }
@@ -764,6 +778,50 @@ extension CorralNode {
         }
         runningSinceCrash = seen
         return stable
+    }
+}
+
+extension CorralNode {
+    /// How long this coordinator has seen the patch run's current step.
+    fileprivate mutating func patchStepElapsed() -> Millis {
+        guard let run = state.patchRun, run.state == .running, let progress = run.current else {
+            patchStepSeen = nil
+            return 0
+        }
+        let key = "\(run.id)/\(progress.node)/\(progress.step.rawValue)/\(progress.attempt)"
+        if patchStepSeen?.key != key { patchStepSeen = (key, now) }
+        return now - patchStepSeen!.since
+    }
+
+    /// When the patch run's current step is a hook on this node: announce its start through
+    /// the agreed order, run it once that start is applied, and report its result. A hook
+    /// recorded as started that this agent never asked for ran under an earlier agent (which
+    /// died, the node not rebooting): its answer is lost, reported as status -1.
+    fileprivate mutating func runOwnPatchHook(_ out: inout [Directive]) {
+        guard let run = state.patchRun, run.state == .running, let progress = run.current, progress.node == id,
+              let phase = progress.step.phase, progress.currentResult == nil else { return }
+        let key = "\(run.id)/\(phase.rawValue)/\(progress.attempt)"
+        if let result = patchHookResults[key] {
+            return report(.patchHookFinished(run: run.id, node: id, phase: phase, attempt: progress.attempt, result), &out)
+        }
+        guard progress.hookStarted else {
+            patchHooksAsked.insert(key)
+            return report(.patchHookStarted(run: run.id, node: id, phase: phase, attempt: progress.attempt), &out)
+        }
+        guard !patchHooksRunning.contains(key) else { return }
+        guard patchHooksAsked.contains(key) else {
+            let lost = PatchHookResult(status: -1, outputTail: "the hook's answer was lost: corrald restarted while it ran", durationMs: 0)
+            return report(.patchHookFinished(run: run.id, node: id, phase: phase, attempt: progress.attempt, lost), &out)
+        }
+        let command: String?
+        switch phase {
+        case .pre: command = run.options.pre
+        case .hook: command = run.options.hook
+        case .post: command = run.options.post
+        }
+        patchHooksRunning.insert(key)
+        out.append(.runPatchHook(run: run.id, phase: phase, attempt: progress.attempt, command: command ?? "true",
+                                 timeoutMs: run.options.rebootTimeoutMs))
     }
 }
 

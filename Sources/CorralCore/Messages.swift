@@ -93,6 +93,8 @@ public enum Input: Sendable {
     /// version): this node may now miss a command the others applied, so it stops applying
     /// commands and fetches the state again.
     case undecodable(from: NodeID, reason: String)
+    /// A patch hook this node's shell ran (for `runPatchHook`) has ended.
+    case patchHookFinished(run: Int, phase: PatchPhase, attempt: Int, PatchHookResult)
 }
 
 /// What this node's hypervisor says happened, in its own words.
@@ -139,6 +141,9 @@ public enum Directive: Sendable, Equatable {
     /// The self-fence lease now runs until this local time: keep the watchdog fed until then.
     case renewLease(until: Millis)
     case reply(id: UInt64, RequestReply)
+    /// Run a patch run's hook command here, bounded by `timeoutMs`; answer with
+    /// `patchHookFinished` carrying the same run, phase and attempt.
+    case runPatchHook(run: Int, phase: PatchPhase, attempt: Int, command: String, timeoutMs: Int)
     /// The replicated state changed: persist it (the shell may batch).
     case stateChanged
     case log(String)

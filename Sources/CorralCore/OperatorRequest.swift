@@ -10,6 +10,9 @@ public enum OperatorRequest: Codable, Sendable, Equatable {
     case pauseNode(String)
     case resumeNode(String, failback: Bool)
     case setConfig(key: String, value: String)
+    case startPatchRun(PatchRequest)
+    /// Stops the running patch run; `forceRecover` clears the record of any run, touching no node.
+    case abortPatchRun(forceRecover: Bool)
 }
 
 /// The answer to a request.
@@ -66,11 +69,19 @@ public enum RequestPlanner {
             guard node.admin != .active || failback else { return .failure("node \(name) is not paused, draining or drained") }
             return .success(.resumeNode(node.id, failback: failback))
         case let .setConfig(key, value): return config(key, value, state: state)
+        case let .startPatchRun(patch): return PatchPlanner.command(for: patch, in: state)
+        case let .abortPatchRun(force):
+            guard let run = state.patchRun else { return .failure("there is no patch run") }
+            guard force || run.state == .running else {
+                return .failure(.init("patch run \(run.id) is \(run.state.rawValue), not running (--force-recover clears its record)"))
+            }
+            return .success(.abortPatchRun(run: run.id, forceRecover: force))
         }
     }
 
     /// The plan a request would start, without starting it.
     public static func whatIf(_ request: OperatorRequest, in state: ClusterState) -> Result<[String], RequestRefusal> {
+        if case let .startPatchRun(patch) = request { return PatchPlanner.whatIf(patch, in: state) }
         switch command(for: request, in: state) {
         case let .failure(refusal): return .failure(refusal)
         case let .success(command):
@@ -105,6 +116,11 @@ public enum RequestPlanner {
             "set fencing: lease \(r.leaseMs) ms, margin \(r.marginMs) ms, grace \(r.fenceGraceMs) ms; recovery: \(r.restartsInPlace) restarts in place, failed after \(r.maxCrashes) crashes per \(r.crashWindowMs / 60_000) min"
         case let .setMigrationSettings(m):
             "set migration settings: max-per-node \(m.maxPerNode), max-cluster \(m.maxCluster), auto-tune \(m.autoTune ? "on" : "off"), reserve \(m.reserveMiBps) MiB/s, stream \(m.streamMiBps) MiB/s"
+        case let .startPatchRun(run): "start patch run \(run.id) over \(run.nodes.map { state.nodeName($0.node) }.joined(separator: ", "))"
+        case let .abortPatchRun(run, force): force ? "clear the record of patch run \(run)" : "abort patch run \(run)"
+        case let .advancePatch(run, node, step, attempt, reason, _):
+            "patch run \(run): \(state.nodeName(node)) \(step.rawValue) (attempt \(attempt))" + (reason.isEmpty ? "" : ": \(reason)")
+        case let .endPatchRun(run, end, outcome): "patch run \(run) \(end.rawValue): \(outcome)"
         default: "\(command)"
         }
     }

@@ -114,7 +114,7 @@ public enum ScenarioParser {
 
     private static let actions = ["crash", "powerOn", "partition", "heal", "hang", "resume", "crashVM", "drain",
                                   "resumeNode", "move", "addVM", "removeVM", "startVM", "stopVM", "pause", "config",
-                                  "hangAgent", "crashAfterSwitchover", "watchdogFails"]
+                                  "hangAgent", "crashAfterSwitchover", "watchdogFails", "patch"]
 
     private static func event(_ o: Object, nodes: Set<String>, vms: Set<String>) throws(Failure) -> ScenarioEvent {
         try o.only(["at", "via", "failback", "to", "value"] + actions)
@@ -162,6 +162,8 @@ public enum ScenarioParser {
         case "removeVM": action = .request(.removeVM(try o.string("removeVM")), via: via)
         case "startVM": action = .request(.startVM(try o.string("startVM")), via: via)
         case "stopVM": action = .request(.stopVM(try o.string("stopVM")), via: via)
+        // Simulated hooks succeed at once (SimulatedNode.runPatchHook).
+        case "patch": action = .request(.startPatchRun(PatchRequest(PatchOptions(hook: try o.string("patch")))), via: via)
         default: action = .request(.setConfig(key: try o.string("config"), value: try o.string("value")), via: via)
         }
         return ScenarioEvent(atMs: at, action)

@@ -26,6 +26,11 @@ final class SimulatedNode: ShellWorld, Hypervisor, Watchdog, @unchecked Sendable
                               at: simulation.now + simulation.fenceAgentMs)
     }
 
+    /// Simulated hooks succeed at once (no scenario patches yet).
+    func runPatchHook(_ command: String, run: Int, phase: PatchPhase, attempt: Int, timeoutMs: Int) {
+        post(.input(.patchHookFinished(run: run, phase: phase, attempt: attempt, PatchHookResult(status: 0, outputTail: "", durationMs: 0))))
+    }
+
     func save(_ state: ClusterState) {}
 
     func reply(_ id: UInt64, _ reply: RequestReply) {

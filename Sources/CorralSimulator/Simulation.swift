@@ -503,6 +503,8 @@ public final class Simulation {
         case let .pauseNode(n): "pause \(n)"
         case let .resumeNode(n, failback): "resume \(n)\(failback ? " --failback" : "")"
         case let .setConfig(key, value): "config \(key)=\(value)"
+        case let .startPatchRun(patch): "patch run\(patch.order.isEmpty ? "" : " --order \(patch.order.joined(separator: ","))")"
+        case let .abortPatchRun(force): "patch abort\(force ? " --force-recover" : "")"
         }
     }
 
@@ -524,6 +526,7 @@ public final class Simulation {
                 report.nodeStateTimes["\(node.name):\(value)"] = report.nodeStateTimes["\(node.name):\(value)"] ?? now
             }
         }
+        if let run = core.state.patchRun { recordPatchRun(run, core.state) }
         for vm in core.state.vms.values.filter({ $0.state == .pending || $0.state == .failed }).sorted(by: { $0.name < $1.name }) {
             let key = "vm:" + vm.name
             let value = "\(vm.state.rawValue): \(vm.reason)"
@@ -535,6 +538,22 @@ public final class Simulation {
         for key in timelineState.keys where key.hasPrefix("vm:") {
             let state = core.state.vms[String(key.dropFirst(3))]?.state
             if state != .pending && state != .failed { timelineState[key] = nil }
+        }
+    }
+
+    /// Each step of each node in a patch run, and the run's end.
+    private func recordPatchRun(_ run: PatchRun, _ state: ClusterState) {
+        for progress in run.nodes where progress.step != .waiting {
+            let key = "patch:\(run.id):\(progress.node)"
+            let value = "\(progress.step.rawValue) (attempt \(progress.attempt))"
+            guard timelineState[key] != value else { continue }
+            timelineState[key] = value
+            note("patch run \(run.id): \(state.nodeName(progress.node)) \(value)\(progress.reason.isEmpty ? "" : ": \(progress.reason)")")
+        }
+        let key = "patch:\(run.id)"
+        if timelineState[key] != run.state.rawValue {
+            timelineState[key] = run.state.rawValue
+            if run.state != .running { note("patch run \(run.id) \(run.state.rawValue): \(run.outcome)") }
         }
     }
 

@@ -22,6 +22,9 @@ usage: corral-bench drain [--json]      drain five VM mixes four ways in the sim
                              [--save-logs DIR] [--json]
                                         real 3-node libvirt cluster: kill a node holding guests; time until virsh shows
                                         them running in the survivors, with a fence agent and with the lease alone (root)
+       corral-bench patch [--guests 2] [--memory 64] [--hook-seconds 3] [--save-logs DIR] [--json]
+                                        real 3-node libvirt cluster: a patch run's wall time against the sum of its
+                                        drains and hooks, and the guests' total downtime (root)
 Real clusters: CORRAL_CLUSTER_ID (default 0), CORRAL_CLUSTER_DIR (drain-real/failover default /run/corral-bench-real),
 CORRAL_BIN (default: this binary's directory) holding corrald and corral. Interrupting tears the cluster down.
 """
@@ -41,6 +44,7 @@ case "cluster": ClusterBenchmark.run(json: json)
 case "chaos": exit(ChaosCampaign.run(Array(args.dropFirst())))
 case "drain-real": DrainRealBenchmark.run(options, json: json)
 case "failover": FailoverBenchmark.run(options, json: json)
+case "patch": PatchBenchmark.run(options, json: json)
 default:
     print(usage)
     exit(args.isEmpty ? 0 : 2)

@@ -66,14 +66,20 @@ enum ClusterCommands {
             throw UsageError("unknown command: corral \(command) \(words.joined(separator: " ")) (corral --help lists the commands)")
         }
         try args.rejectUnknown()
-        switch try send(request, socket) {
+        let response = try send(request, socket)
+        if wait, case let .reply(.done(text)) = response, case let .operate(operation, false) = request {
+            if !json { print(text) }
+            let outcome = try Waiting.until(operation, socket, timeoutSeconds: timeout, live: !json)
+            if json { printJSON(OperationOutput(result: "done", message: text, wait: outcome)) }
+            return outcome.exitStatus
+        }
+        return printReply(response, json: json)
+    }
+
+    /// Prints corrald's answer to a change; the exit status follows it (refused: 1).
+    static func printReply(_ response: ControlResponse, json: Bool) -> Int32 {
+        switch response {
         case let .reply(.done(text)):
-            if wait, case let .operate(operation, false) = request {
-                if !json { print(text) }
-                let outcome = try Waiting.until(operation, socket, timeoutSeconds: timeout, live: !json)
-                if json { printJSON(OperationOutput(result: "done", message: text, wait: outcome)) }
-                return outcome.exitStatus
-            }
             if json { printJSON(OperationOutput(result: "done", message: text)) } else { print(text) }
         case let .reply(.plan(lines)):
             if json { printJSON(OperationOutput(result: "plan", plan: lines)) } else {
@@ -87,7 +93,7 @@ enum ClusterCommands {
             return fail(text)
         case .status, .events: return fail("unexpected reply to a change")
         }
-        return 0
+        return ExitStatus.ok
     }
 
     /// What a change prints with --json: one object. `result` is done, plan, refused or error;
@@ -163,8 +169,10 @@ enum ClusterCommands {
         })
     }
 
-    static func printMigrations(_ r: StatusReport) {
-        table(["ID", "VM", "FROM", "TO", "PURPOSE", "STATE", "PROGRESS", "RATE", "REMAINING", "ETA", "BANDWIDTH", "DOWNTIME", "FAILURE"], r.migrations.map {
+    static func printMigrations(_ r: StatusReport) { printMigrations(r.migrations) }
+
+    static func printMigrations(_ rows: [StatusReport.MigrationRow]) {
+        table(["ID", "VM", "FROM", "TO", "PURPOSE", "STATE", "PROGRESS", "RATE", "REMAINING", "ETA", "BANDWIDTH", "DOWNTIME", "FAILURE"], rows.map {
             ["\($0.id)", $0.vm, $0.from, $0.to, $0.purpose, $0.state, $0.percent.map { "\($0)%" } ?? "-",
              $0.rateMiBps.map { "\($0) MiB/s" } ?? "-", $0.remainingMiB.map { "\($0) MiB" } ?? "-",
              $0.etaSeconds.map { "\($0) s" } ?? "-", $0.bandwidthMiBps == 0 ? "uncapped" : "\($0.bandwidthMiBps) MiB/s",

@@ -8,6 +8,9 @@ usage: corral status [--json]
        corral vm remove|start|stop NAME [--what-if] | vm move NAME [--to NODE] [--what-if]
        corral node list [--json] | node drain|pause NAME [--what-if] | node resume NAME [--failback] [--what-if]
        corral migrations [--json]
+       corral patch run --hook CMD [--pre CMD] [--post CMD] [--max-failed N] [--retries N] [--reboot-timeout DURATION]
+                 [--order fewest-vms|NODE,NODE…] [--failback immediate|none] [--require-all-online]
+                 [--keep-running GROUP=N …] [--what-if] | patch status|report [--json] | patch abort [--force-recover]
        corral config set KEY VALUE [--what-if]
        corral metrics [--textfile PATH.prom]
        corral monitor [--interval SECONDS] [--once] [--count N] [--json]
@@ -26,6 +29,7 @@ do {
     switch argv.first {
     case "simulate": exit(try SimulateCommand.run(argv.dropFirst()))
     case "status", "vm", "node", "migrations", "config": exit(try ClusterCommands.run(argv.first!, argv.dropFirst()))
+    case "patch": exit(try PatchCommands.run(argv.dropFirst()))
     case "metrics": exit(try ObserveCommands.metrics(argv.dropFirst()))
     case "monitor": exit(try ObserveCommands.monitor(argv.dropFirst()))
     case "events": exit(try ObserveCommands.events(argv.dropFirst()))

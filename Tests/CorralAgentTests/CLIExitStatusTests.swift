@@ -143,6 +143,11 @@ import Testing
         (["status", "--socket", "/nonexistent/corral.sock"], 3),
         (["monitor", "--once", "--socket", "/nonexistent/corral.sock"], 3),
         (["vm", "start", "db", "--socket", "/nonexistent/corral.sock"], 3),
+        (["patch", "run"], 2),
+        (["patch", "run", "--hook", "true", "--reboot-timeout", "0s"], 2),
+        (["patch", "run", "--hook", "true", "--failback", "later"], 2),
+        (["patch", "run", "--hook", "true", "--keep-running", "web"], 2),
+        (["patch", "status", "--socket", "/nonexistent/corral.sock"], 3),
     ])
     func exitStatuses(arguments: [String], status: Int) async {
         let run = await Self.run(arguments)

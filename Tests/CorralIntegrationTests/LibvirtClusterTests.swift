@@ -18,11 +18,12 @@ struct LibvirtClusterTests {
     static let clusterID = 5
     static let base = "/run/corral-test-libvirt"
 
-    static func withLibvirtCluster(_ name: String, agentArguments: String? = nil,
+    /// Other suites pass their own `id` and `base` to run the same way on a cluster of their own.
+    static func withLibvirtCluster(id: Int = clusterID, base: String = base, _ name: String, agentArguments: String? = nil,
                                    _ body: (LocalCluster, ClusterWatch) throws -> Void) throws {
-        try ClusterTesting.withCluster(id: clusterID, base: base, nodes: 3, hypervisor: .libvirt, agentArguments: agentArguments) { cluster in
+        try ClusterTesting.withCluster(id: id, base: base, nodes: 3, hypervisor: .libvirt, agentArguments: agentArguments) { cluster in
             let watch = ClusterWatch(cluster, name: name)
-            watch.note("cluster \(clusterID) up")
+            watch.note("cluster \(id) up")
             defer { watch.note("tearing down: \(watch.samples) hypervisor samples, \(watch.violations.count) double-run violations") }
             do {
                 try body(cluster, watch)
