@@ -13,6 +13,8 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         case migration
         /// Cluster settings changed.
         case settings
+        /// A patch run started, moved a node to its next step, or ended.
+        case patch
         /// An operator request this node refused (nothing was changed).
         case refusal
     }
@@ -34,7 +36,7 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
 public enum ClusterHistory {
     public static func events(from old: ClusterState, to new: ClusterState) -> [ClusterEvent] {
         guard old.epoch != new.epoch || old.version != new.version else { return [] }
-        return nodeEvents(old, new) + vmEvents(old, new) + migrationEvents(old, new)
+        return nodeEvents(old, new) + vmEvents(old, new) + migrationEvents(old, new) + patchEvents(old, new)
             + (old.settings == new.settings ? [] : [ClusterEvent(.settings, "cluster", "settings changed (corral config show)")])
     }
 
@@ -98,6 +100,24 @@ public enum ClusterHistory {
             case .failed: out.append(ClusterEvent(.migration, subject, "failed: \(route): \(job.failure)"))
             case .queued, .running: out.append(ClusterEvent(.migration, subject, "\(job.state.rawValue): \(route)"))
             }
+        }
+        return out
+    }
+
+    static func patchEvents(_ old: ClusterState, _ new: ClusterState) -> [ClusterEvent] {
+        guard let run = new.patchRun, run != old.patchRun else { return [] }
+        let subject = "patch run \(run.id)"
+        let before = old.patchRun?.id == run.id ? old.patchRun : nil
+        var out: [ClusterEvent] = []
+        if before == nil { out.append(ClusterEvent(.patch, subject, "started: \(run.nodes.map { new.nodeName($0.node) }.joined(separator: ", "))")) }
+        for node in run.nodes {
+            let was = before?.nodes.first { $0.node == node.node }
+            guard was?.step != node.step || was?.attempt != node.attempt, node.step != .waiting else { continue }
+            let why = node.reason.isEmpty || node.reason == was?.reason ? "" : ": \(node.reason)"
+            out.append(ClusterEvent(.patch, subject, "\(new.nodeName(node.node)) \(node.step.rawValue) (attempt \(node.attempt))\(why)"))
+        }
+        if before?.state != run.state, run.state != .running {
+            out.append(ClusterEvent(.patch, subject, "\(run.state.rawValue)\(run.outcome.isEmpty ? "" : ": \(run.outcome)")"))
         }
         return out
     }

@@ -36,4 +36,28 @@ import Testing
         let failed = ClusterHistory.events(from: queued, to: group.nodes[1]!.state).filter { $0.kind == .migration }
         #expect(failed == [ClusterEvent(.migration, "migration 1", "failed: a n1 → n2: connection refused")], "\(failed)")
     }
+
+    /// A patch run's history: started, each node's steps, how it ended (collected step by step,
+    /// as the agent records it).
+    @Test func aPatchRunIsToldStepByStep() {
+        var settings = ClusterSettings()
+        settings.recovery = RecoverySettings(leaseMs: 2_000, marginMs: 500, heartbeatMs: 250, fenceAgent: false)
+        var group = Group(cluster("n1:8192 n2:8192 n3:8192", settings: settings))
+        group.membership([1, 2, 3], quorate: true)
+        group.advance(by: 300)
+        var lines: [ClusterEvent] = []
+        var seen = group.nodes[2]!.state
+        group.feed(1, .request(id: 1, .startPatchRun(PatchRequest(PatchOptions(hook: "patch"), order: ["n1", "n2"])), whatIf: false))
+        group.settle()
+        var answered: Set<String> = []
+        for _ in 0..<100 where group.nodes[2]!.state.patchRun?.state == .running {
+            let before = seen.digest
+            PatchRunDriverTests.runHooks(&group, answered: &answered) { $0.nodes[2]!.state.digest != before }
+            lines += ClusterHistory.events(from: seen, to: group.nodes[2]!.state).filter { $0.kind == .patch }
+            seen = group.nodes[2]!.state
+        }
+        #expect(lines.first == ClusterEvent(.patch, "patch run 1", "started: n1, n2"), "\(lines)")
+        #expect(lines.contains(ClusterEvent(.patch, "patch run 1", "n1 done (attempt 1)")), "\(lines)")
+        #expect(lines.last?.message.hasPrefix("finished") == true, "\(lines)")
+    }
 }
