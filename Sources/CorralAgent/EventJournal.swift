@@ -38,7 +38,7 @@ public final class EventJournal: Sendable {
     static func countedKind(_ event: ClusterEvent) -> String? {
         switch event.kind {
         case .node where event.message.hasSuffix("→ fenced"): "fencing"
-        case .vm where event.message.contains("(failed over from "): "failover"
+        case .vm where event.message.contains("(failed over from ") || event.message.contains("(after failover"): "failover"
         case .migration where event.message.hasPrefix("failed:"): "migration_failed"
         case .refusal: "refusal"
         default: nil

@@ -76,6 +76,10 @@ public enum ClusterHistory {
                 let lost = new.nodes[from].map { $0.health == .fenced || $0.health == .fencing || $0.health == .down } ?? true
                 message += lost ? " (failed over from \(new.nodeName(from)))" : " (from \(new.nodeName(from)))"
             }
+            if before.state == .pending, before.reason.hasPrefix("failover"), vm.node != nil {
+                // Placed by a failover: say so on the placement line too (the count of failovers).
+                message += " (after \(before.reason))"
+            }
             if !vm.reason.isEmpty, vm.reason != before.reason { message += ": \(vm.reason)" }
             out.append(ClusterEvent(.vm, vm.name, message))
         }

@@ -57,7 +57,10 @@ extension LibvirtClusterTests {
                 let history = watch.corral(2, ["events", "--json", "--last", "200"])
                 let lines = history.output.split(separator: "\n").compactMap { try? JSONCoding.decode(JournalEntry.self, from: Array($0.utf8)) }
                 #expect(lines.contains { $0.kind == .node && $0.subject == "node1" && $0.message.hasSuffix("→ fenced") }, "corral events on node2: \(history.output)")
-                #expect(lines.contains { $0.subject == "w1" && $0.message.contains("on node3 (failed over from node1)") }, "corral events on node2: \(history.output)")
+                #expect(lines.contains { $0.subject == "w1" && $0.message == "pending → starting on node3 (after failover from node1)" }, "corral events on node2: \(history.output)")
+                let metrics = watch.corral(2, ["metrics"])
+                #expect(metrics.output.contains("\ncorral_events_total{kind=\"fencing\"} 1\n") && metrics.output.contains("\ncorral_events_total{kind=\"failover\"} 1\n"),
+                        "node1 fenced once; w1 failed over (big has no room, nh is not HA): \(metrics.output)")
 
                 watch.start(1)
                 _ = try cluster.waitForAgreement([1, 2, 3], members: 3, seconds: 60)
