@@ -10,9 +10,12 @@ public struct ClusterState: Sendable, Equatable {
     public var vms: [String: VirtualMachine] = [:]
     public var jobs: [Int: MigrationJob] = [:]
     public var leases: [String: DiskLease] = [:]
+    /// Storage volumes by name; empty in clusters that never added one.
+    public var volumes: [String: Volume] = [:]
     public var settings: ClusterSettings
     public var nextJobID: Int = 1
     public var nextToken: UInt64 = 1
+    public var nextOperationID: Int = 1
 
     /// Finished migration jobs kept for `corral migrations`; older ones are dropped.
     static let finishedJobsKept = 256
@@ -25,6 +28,7 @@ public struct ClusterState: Sendable, Equatable {
     public var sortedNodes: [Node] { nodes.values.sorted { $0.id < $1.id } }
     public var sortedVMs: [VirtualMachine] { vms.values.sorted { $0.name < $1.name } }
     public var sortedJobs: [MigrationJob] { jobs.values.sorted { $0.id < $1.id } }
+    public var sortedVolumes: [Volume] { volumes.values.sorted { $0.name < $1.name } }
 
     public func node(named name: String) -> Node? { nodes.values.first { $0.name == name } }
     public func nodeName(_ id: NodeID?) -> String {
@@ -43,7 +47,7 @@ public struct ClusterState: Sendable, Equatable {
 
 extension ClusterState: Codable {
     enum CodingKeys: String, CodingKey {
-        case epoch, version, nodes, vms, jobs, leases, settings, nextJobID, nextToken
+        case epoch, version, nodes, vms, jobs, leases, settings, nextJobID, nextToken, volumes, nextOperationID
     }
 
     /// Collections are written as arrays sorted by key so that the bytes (and the digest)
@@ -59,6 +63,12 @@ extension ClusterState: Codable {
         try c.encode(settings, forKey: .settings)
         try c.encode(nextJobID, forKey: .nextJobID)
         try c.encode(nextToken, forKey: .nextToken)
+        // Written only once volumes exist: a cluster without any keeps the bytes (and the
+        // digest) of the versions before volumes, and older agents still read its state.
+        if !volumes.isEmpty || nextOperationID != 1 {
+            try c.encode(sortedVolumes, forKey: .volumes)
+            try c.encode(nextOperationID, forKey: .nextOperationID)
+        }
     }
 
     public init(from decoder: Decoder) throws {
@@ -72,6 +82,8 @@ extension ClusterState: Codable {
         vms = try Self.keyed(c.decode([VirtualMachine].self, forKey: .vms), by: \.name, what: "VM")
         jobs = try Self.keyed(c.decode([MigrationJob].self, forKey: .jobs), by: \.id, what: "migration job")
         leases = try Self.keyed(c.decode([DiskLease].self, forKey: .leases), by: \.disk, what: "lease")
+        volumes = try Self.keyed(c.decodeIfPresent([Volume].self, forKey: .volumes) ?? [], by: \.name, what: "volume")
+        nextOperationID = try c.decodeIfPresent(Int.self, forKey: .nextOperationID) ?? 1
     }
 
     private static func keyed<K: Hashable, V>(_ items: [V], by key: (V) -> K, what: String) throws -> [K: V] {

@@ -32,6 +32,7 @@ public enum Coordinator {
         commands += recovery(state)
         commands += drains(state)
         commands += MigrationScheduler.decide(state)
+        commands += VolumeCoordinators.decide(state)
         return commands
     }
 
@@ -90,7 +91,8 @@ public enum Coordinator {
         }
         if vm.crashCount <= state.settings.recovery.restartsInPlace,
            let node = candidates.first(where: { $0.id == last }),
-           load.fits(vm.spec, on: node, vcpuOvercommit: state.settings.placement.vcpuOvercommit) {
+           load.fits(vm.spec, on: node, vcpuOvercommit: state.settings.placement.vcpuOvercommit),
+           state.storageAllows(vm.spec, on: last) {
             return .success(last)
         }
         return Placement.choose(vm.spec, state: state, load: load, candidates: candidates, avoid: last)

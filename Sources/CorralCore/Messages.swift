@@ -88,6 +88,14 @@ public enum Input: Sendable {
     /// version): this node may now miss a command the others applied, so it stops applying
     /// commands and fetches the state again.
     case undecodable(from: NodeID, reason: String)
+    /// What this node's storage shell reports (a disk operation's end, a look at a volume).
+    case storage(StorageEvent)
+}
+
+/// The storage shell's answers to `runDiskOperation` and `probeVolume`.
+public enum StorageEvent: Sendable, Equatable {
+    case operationFinished(DiskOperation, DiskOperationOutcome)
+    case probed(volume: String, VolumeProbe)
 }
 
 /// What this node's hypervisor says happened, in its own words.
@@ -133,6 +141,11 @@ public enum Directive: Sendable, Equatable {
     case runFenceAgent(NodeID, name: String, attempt: Int)
     /// The self-fence lease now runs until this local time: keep the watchdog fed until then.
     case renewLease(until: Millis)
+    /// As the volume's coordinator: bring the image to the operation's end state (checking what
+    /// is already there, so a repeat does nothing twice); answer with `.storage(.operationFinished)`.
+    case runDiskOperation(DiskOperation, volumePath: String)
+    /// Look at a volume's directory (reachable? free space?); answer with `.storage(.probed)`.
+    case probeVolume(String, path: String)
     case reply(id: UInt64, RequestReply)
     /// The replicated state changed: persist it (the shell may batch).
     case stateChanged

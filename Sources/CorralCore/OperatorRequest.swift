@@ -10,6 +10,14 @@ public enum OperatorRequest: Codable, Sendable, Equatable {
     case pauseNode(String)
     case resumeNode(String, failback: Bool)
     case setConfig(key: String, value: String)
+    /// `node` names the owner of a local volume (nil for a shared one).
+    case addVolume(name: String, path: String, kind: VolumeKind, node: String?)
+    case removeVolume(String)
+    case setVolumeState(String, VolumeState, force: Bool)
+    case moveVolume(String, to: String)
+    case createDisk(volume: String, disk: String, sizeMiB: Int, format: DiskFormat)
+    case resizeDisk(volume: String, disk: String, sizeMiB: Int)
+    case deleteDisk(volume: String, disk: String)
 }
 
 /// The answer to a request.
@@ -30,8 +38,13 @@ public enum RequestPlanner {
 
     public static func command(for request: OperatorRequest, in state: ClusterState) -> Result<Command, RequestRefusal> {
         switch request {
-        case let .addVM(spec, start):
-            if state.vms[spec.name] != nil { return .failure("a VM named \(spec.name) already exists") }
+        case let .addVM(named, start):
+            if state.vms[named.name] != nil { return .failure("a VM named \(named.name) already exists") }
+            let spec: VMSpec
+            switch VolumeRequests.resolvingDisks(named, in: state) {
+            case let .success(resolved): spec = resolved
+            case let .failure(refusal): return .failure(refusal)
+            }
             if let problem = VMSpecValidation.problem(spec, state: state) { return .failure(.init(problem)) }
             return .success(.addVM(spec, running: start, dirtyRateMiBps: 0))
         case let .removeVM(name):
@@ -66,6 +79,8 @@ public enum RequestPlanner {
             guard node.admin != .active || failback else { return .failure("node \(name) is not paused, draining or drained") }
             return .success(.resumeNode(node.id, failback: failback))
         case let .setConfig(key, value): return config(key, value, state: state)
+        case .addVolume, .removeVolume, .setVolumeState, .moveVolume, .createDisk, .resizeDisk, .deleteDisk:
+            return VolumeRequests.command(for: request, in: state)
         }
     }
 
@@ -105,6 +120,9 @@ public enum RequestPlanner {
             "set fencing: lease \(r.leaseMs) ms, margin \(r.marginMs) ms, grace \(r.fenceGraceMs) ms; recovery: \(r.restartsInPlace) restarts in place, failed after \(r.maxCrashes) crashes per \(r.crashWindowMs / 60_000) min"
         case let .setMigrationSettings(m):
             "set migration settings: max-per-node \(m.maxPerNode), max-cluster \(m.maxCluster), auto-tune \(m.autoTune ? "on" : "off"), reserve \(m.reserveMiBps) MiB/s, stream \(m.streamMiBps) MiB/s"
+        case .addVolume, .removeVolume, .setVolumeState, .moveVolumeCoordinator, .assignVolumeCoordinator,
+             .queueDiskOperation, .diskOperationFinished, .volumeProbed:
+            VolumeRequests.describe(command, state)
         default: "\(command)"
         }
     }
@@ -120,6 +138,9 @@ public enum RequestPlanner {
             guard dest.acceptsVMs else { return .failure("node \(to) is \(dest.state.rawValue) and takes no VMs") }
             guard load.fits(vm.spec, on: dest, vcpuOvercommit: state.settings.placement.vcpuOvercommit) else {
                 return .failure("VM \(name) needs \(vm.spec.memoryMiB) MiB; \(to) has \(max(0, load.freeMemory(dest))) MiB free")
+            }
+            guard state.storageAllows(vm.spec, on: dest.id) else {
+                return .failure("\(to) does not see every volume of VM \(name) (\(state.volumes(of: vm.spec).map(\.name).joined(separator: ", ")))")
             }
             return .success(.moveVM(name, to: dest.id))
         }

@@ -23,7 +23,7 @@ public enum VMSpecValidation {
         return nil
     }
 
-    private static func isNameCharacter(_ c: Unicode.Scalar) -> Bool {
+    static func isNameCharacter(_ c: Unicode.Scalar) -> Bool {
         ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "-" || c == "_" || c == "."
     }
 }

@@ -135,7 +135,7 @@ public final class Simulation {
         let fenceAgent = scenario.settings.recovery.fenceAgent
         let addresses = Dictionary(uniqueKeysWithValues: scenario.nodes.indices.map { (NodeID($0 + 1), "10.0.0.\($0 + 1)") })
         let shell = AgentShell(core: CorralNode(spec: spec, state: state, fenceAgent: fenceAgent), world: world,
-                               hypervisor: world, watchdog: world, addresses: addresses)
+                               hypervisor: world, watchdog: world, storage: RecordOnlyVolumeStorage(), addresses: addresses)
         return Host(shell: shell, world: world, config: config)
     }
 
@@ -492,6 +492,13 @@ public final class Simulation {
         case let .pauseNode(n): "pause \(n)"
         case let .resumeNode(n, failback): "resume \(n)\(failback ? " --failback" : "")"
         case let .setConfig(key, value): "config \(key)=\(value)"
+        case let .addVolume(name, path, kind, _): "add-volume \(name) \(kind.rawValue) at \(path)"
+        case let .removeVolume(name): "remove-volume \(name)"
+        case let .setVolumeState(name, state, force): "volume \(name) \(state.rawValue)\(force ? " --force" : "")"
+        case let .moveVolume(name, to): "move-volume \(name) to \(to)"
+        case let .createDisk(volume, disk, size, _): "create-disk \(volume)/\(disk) \(size) MiB"
+        case let .resizeDisk(volume, disk, size): "resize-disk \(volume)/\(disk) to \(size) MiB"
+        case let .deleteDisk(volume, disk): "delete-disk \(volume)/\(disk)"
         }
     }
 

@@ -9,6 +9,10 @@ usage: corral status [--json]
        corral node list [--json] | node drain|pause NAME [--what-if] | node resume NAME [--failback] [--what-if]
        corral migrations [--json]
        corral config set KEY VALUE [--what-if]
+       corral volume list|show NAME [--json] | volume add NAME --path DIR [--shared | --local --node NODE]
+       corral volume remove NAME | volume move NAME --to NODE [--wait] | volume maintenance NAME [--force] | volume online NAME
+       corral disk list [VOLUME] [--json] | disk create VOLUME/NAME --size SIZE [--format raw|qcow2]
+       corral disk resize VOLUME/NAME --size SIZE | disk delete VOLUME/NAME   (these wait for the volume's coordinator)
        corral metrics [--textfile PATH.prom]
        corral monitor [--interval SECONDS] [--once] [--count N] [--json]
        corral simulate SCENARIO.json [--seed S] [--json]
@@ -24,7 +28,7 @@ let argv = CommandLine.arguments.dropFirst()
 do {
     switch argv.first {
     case "simulate": exit(try SimulateCommand.run(argv.dropFirst()))
-    case "status", "vm", "node", "migrations", "config": exit(try ClusterCommands.run(argv.first!, argv.dropFirst()))
+    case "status", "vm", "node", "migrations", "config", "volume", "disk": exit(try ClusterCommands.run(argv.first!, argv.dropFirst()))
     case "metrics": exit(try ObserveCommands.metrics(argv.dropFirst()))
     case "monitor": exit(try ObserveCommands.monitor(argv.dropFirst()))
     case "-h", "--help", "help", nil:
