@@ -33,8 +33,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var priority: String
         public var highlyAvailable: Bool
         public var reason: String
-        /// Why an HA VM cannot fail over even so (its disks are on a node's local volume).
-        public var notHighlyAvailableBecause: String? = nil
+        /// The node-local volumes its disks are on: it cannot fail over, whatever its HA setting
+        /// (`highlyAvailable` is false then); nil when there are none.
+        public var localVolumes: [String]? = nil
     }
     public struct DiskRow: Codable, Sendable, Equatable {
         public var name: String
@@ -131,8 +132,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
             let local = state.volumes(of: v.spec).filter { $0.kind == .local }.map(\.name)
             return VMRow(name: v.name, node: state.nodeName(v.node), state: v.state.rawValue, memoryMiB: v.spec.memoryMiB,
                          priority: v.spec.priority.rawValue, highlyAvailable: v.spec.highlyAvailable && local.isEmpty, reason: v.reason,
-                         notHighlyAvailableBecause: v.spec.highlyAvailable && !local.isEmpty
-                            ? "its disks are on local volume \(local.joined(separator: ", "))" : nil)
+                         localVolumes: local.isEmpty ? nil : local)
         }
         volumes = state.sortedVolumes.map { Self.row($0, state) }
         migrations = state.sortedJobs.suffix(50).map { j in

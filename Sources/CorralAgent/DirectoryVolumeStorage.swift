@@ -41,9 +41,8 @@ public final class DirectoryVolumeStorage: VolumeStorage, @unchecked Sendable {
               access(path, W_OK) == 0, statvfs(path, &info) == 0 else {
             return VolumeProbe(reachable: false, freeMiB: 0, capacityMiB: 0)
         }
-        let unit = UInt64(info.f_frsize)
-        return VolumeProbe(reachable: true, freeMiB: Int(UInt64(info.f_bavail) * unit >> 20),
-                           capacityMiB: Int(UInt64(info.f_blocks) * unit >> 20))
+        func mebibytes(_ blocks: UInt) -> Int { Int((UInt64(blocks) * UInt64(info.f_frsize)) >> 20) }
+        return VolumeProbe(reachable: true, freeMiB: mebibytes(info.f_bavail), capacityMiB: mebibytes(info.f_blocks))
     }
 
     private func perform(_ operation: DiskOperation, in volumePath: String) throws(StorageFailure) {

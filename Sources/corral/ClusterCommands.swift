@@ -179,7 +179,8 @@ enum ClusterCommands {
 
     static func printVMs(_ r: StatusReport) {
         table(["VM", "NODE", "STATE", "MEMORY", "PRIORITY", "HA", "REASON"], r.vms.map {
-            [$0.name, $0.node, $0.state, "\($0.memoryMiB) MiB", $0.priority, $0.highlyAvailable ? "yes" : "no", $0.reason]
+            [$0.name, $0.node, $0.state, "\($0.memoryMiB) MiB", $0.priority,
+             $0.highlyAvailable ? "yes" : $0.localVolumes.map { "no (local volume \($0.joined(separator: ",")))" } ?? "no", $0.reason]
         })
     }
 
