@@ -33,6 +33,7 @@ public enum Coordinator {
         commands += drains(state)
         commands += MigrationScheduler.decide(state)
         commands += VolumeCoordinators.decide(state)
+        commands += StorageEvacuation.decide(state)
         return commands
     }
 

@@ -65,3 +65,22 @@ import Testing
         #expect(state.volumes["a"]?.coordinator == state.id("n1") && state.volumes["a"]?.handoffTo == nil)
     }
 }
+
+/// A node that cannot reach a volume any more: its VMs on that volume move to nodes that see
+/// it, it is not chosen for them, and it stops coordinating the volume.
+@Suite struct StorageEvacuationTests {
+    @Test func vmsLeaveANodeThatLostTheirVolume() {
+        var state = cluster("n1:8192 n2:8192 n3:8192")
+        state.must(.addVolume(Volume(name: "csv", path: "/csv", kind: .shared, owner: nil)))
+        state.coordinate()
+        state.run(vm("db", 512, disks: ["/csv/db.img"]), on: "n1")
+        state.run(vm("plain", 512), on: "n1")
+        state.must(.volumeProbed("csv", node: state.id("n1"), VolumeProbe(reachable: false, freeMiB: 0, capacityMiB: 0)))
+        #expect(state.volumes["csv"]?.unreachableFrom == [state.id("n1")])
+        let issued = state.coordinate()
+        #expect(issued.contains(.queueMigration(vm: "db", to: state.id("n2"), purpose: .storage)))
+        #expect(!issued.contains { if case .queueMigration("plain", _, _) = $0 { true } else { false } }, "a VM without volumes stays")
+        #expect(state.volumes["csv"]?.coordinator == state.id("n2"), "a coordinator that lost the volume is replaced")
+        #expect(!state.storageAllows(state.vms["db"]!.spec, on: state.id("n1")), "n1 is not chosen for db")
+    }
+}

@@ -106,4 +106,32 @@ struct VolumeClusterTests {
             #expect(Self.corral(cluster, 1, expect: 1, "vm", "move", "app", "--to", "node1").contains("node1 does not see every volume of VM app (loc)"))
         }
     }
+
+    /// A node that loses its path to a volume (`local-cluster hide-dir`) has its VMs on that
+    /// volume moved to a node that still sees it, within a few probe periods; seen again, it
+    /// counts as seeing the volume again.
+    @Test func nodeThatLosesTheVolumeGivesUpItsVMs() throws {
+        try ClusterTesting.withCluster(id: 8, base: Self.base, nodes: 3, hypervisor: .none) { cluster in
+            let directory = cluster.base + "/shared/vol1"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            Self.corral(cluster, 1, expect: 0, "volume", "add", "vol1", "--path", directory)
+            try cluster.waitUntil("vol1's free space is known", seconds: 20) { (Self.volume(cluster, 1, "vol1")?.capacityMiB ?? 0) > 0 }
+            Self.corral(cluster, 1, expect: 0, "disk", "create", "vol1/db", "--size", "16M")
+            Self.corral(cluster, 1, expect: 0, "vm", "add", "db", "--memory", "256", "--disks", "vol1/db", "--preferred", "node2",
+                        "--wait", "--timeout", "30")
+            #expect(cluster.status(1)?.vms.first { $0.name == "db" }?.node == "node2")
+            let started = Date()
+            #expect(cluster.script(["hide-dir", "2", directory]).status == 0)
+            try cluster.waitUntil("db left node2", seconds: 30) {
+                guard let row = cluster.status(1)?.vms.first(where: { $0.name == "db" }) else { return false }
+                return row.node != "node2" && row.state == "running"
+            }
+            print("db moved off node2 \(Int(Date().timeIntervalSince(started) * 1000)) ms after node2 lost vol1")
+            #expect(Self.volume(cluster, 1, "vol1")?.unreachableFrom == ["node2"])
+            #expect(cluster.status(1)?.migrations.last?.purpose == "storage")
+            #expect(Self.corral(cluster, 1, expect: 1, "vm", "move", "db", "--to", "node2").contains("node2 does not see every volume of VM db"))
+            #expect(cluster.script(["unhide-dir", "2", directory]).status == 0)
+            try cluster.waitUntil("node2 sees vol1 again", seconds: 20) { Self.volume(cluster, 1, "vol1")?.unreachableFrom == [] }
+        }
+    }
 }
