@@ -42,17 +42,26 @@ public enum VolumeRequests {
         return .success(.queueDiskOperation(volume: name, disk: disk, action))
     }
 
-    /// A VM's disks may name volume disks as `VOLUME/DISK`; they become the images' paths.
+    /// A VM's disks may name volume disks as `VOLUME/DISK`; they become the images' paths, and
+    /// the formats the volumes recorded for them go with the VM (QEMU never guesses a format).
     static func resolvingDisks(_ spec: VMSpec, in state: ClusterState) -> Result<VMSpec, RequestRefusal> {
         var resolved = spec
-        for (i, disk) in spec.disks.enumerated() where !disk.hasPrefix("/") {
+        var formats: [DiskFormat] = []
+        for (i, disk) in spec.disks.enumerated() {
+            guard !disk.hasPrefix("/") else {
+                let name = String(disk.split(separator: "/").last ?? "")
+                formats.append(state.volume(holding: disk)?.disk(named: name)?.format ?? .raw)
+                continue
+            }
             let parts = disk.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
             guard parts.count == 2, let volume = state.volumes[parts[0]] else {
                 return .failure(.init("disk \(disk) must be an absolute path or VOLUME/DISK of a known volume"))
             }
-            guard volume.disk(named: parts[1]) != nil else { return .failure(.init("no disk \(disk) (corral disk list \(volume.name))")) }
+            guard let image = volume.disk(named: parts[1]) else { return .failure(.init("no disk \(disk) (corral disk list \(volume.name))")) }
             resolved.disks[i] = volume.imagePath(parts[1])
+            formats.append(image.format)
         }
+        resolved.diskFormats = formats.allSatisfy { $0 == .raw } ? nil : formats
         return .success(resolved)
     }
 

@@ -103,11 +103,20 @@ import Testing
         #expect(Self.request(.addVM(vm("db", 512, disks: ["csv/d1"]), start: true), state) == "no disk csv/d1 (corral disk list csv)")
         state.must(.queueDiskOperation(volume: "csv", disk: "d1", .create(sizeMiB: 64, format: .raw)))
         Self.finish(&state)
-        guard case let .success(.addVM(spec, _, _)) = RequestPlanner.command(for: .addVM(vm("db", 512, disks: ["csv/d1"]), start: true), in: state) else {
+        state.must(.queueDiskOperation(volume: "csv", disk: "d2", .create(sizeMiB: 64, format: .qcow2)))
+        Self.finish(&state)
+        let request = OperatorRequest.addVM(vm("db", 512, disks: ["csv/d1", "/csv/d2", "/elsewhere/d3"]), start: true)
+        guard case let .success(.addVM(spec, _, _)) = RequestPlanner.command(for: request, in: state) else {
             Issue.record("vm add was refused")
             return
         }
-        #expect(spec.disks == ["/csv/d1"])
+        #expect(spec.disks == ["/csv/d1", "/csv/d2", "/elsewhere/d3"])
+        #expect(spec.diskFormats == [.raw, .qcow2, .raw], "QEMU is told each format, never left to guess")
+        guard case let .success(.addVM(rawOnly, _, _)) = RequestPlanner.command(for: .addVM(vm("web", 512, disks: ["csv/d1"]), start: true), in: state) else {
+            Issue.record("vm add was refused")
+            return
+        }
+        #expect(rawOnly.diskFormats == nil, "raw-only VMs are written as before")
     }
 
     /// A VM on a node's local volume runs only there: placed there, never moved or failed over
