@@ -8,6 +8,9 @@ public struct StorageWork: Sendable {
     var finished: [Int: (operation: DiskOperation, outcome: DiskOperationOutcome)] = [:]
     var probing: Set<String> = []
     var probed: Set<String> = []
+    /// Volumes this node coordinated at its last pass: a role just taken gets a look at once,
+    /// so that free space is known before the first disk request.
+    var coordinated: Set<String> = []
     var lastProbeRound: Millis?
 }
 
@@ -60,6 +63,9 @@ extension CorralNode {
             storageWork.issued.insert(next.id)
             out.append(.runDiskOperation(next, volumePath: volume.path))
         }
+        let mine = Set(volumes.filter { $0.coordinator == id }.map(\.name))
+        storageWork.probed.subtract(mine.subtracting(storageWork.coordinated))
+        storageWork.coordinated = mine
         probeVolumes(volumes, &out)
     }
 
