@@ -134,4 +134,31 @@ struct VolumeClusterTests {
             try cluster.waitUntil("node2 sees vol1 again", seconds: 20) { Self.volume(cluster, 1, "vol1")?.unreachableFrom == [] }
         }
     }
+
+    /// Real QEMU guests (libvirt per node, lockd) on a qcow2 disk made on a volume: the guest
+    /// opens it as qcow2, moves live to another node with its lease, and the image stays sound.
+    @Test(.enabled(if: ClusterTesting.canRunLibvirt, "needs libvirt and QEMU"))
+    func qcow2VolumeDiskOnARealGuestMovesLive() throws {
+        try ClusterTesting.withCluster(id: 8, base: Self.base, nodes: 3, hypervisor: .libvirt) { cluster in
+            let directory = cluster.base + "/shared/vol1"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            Self.corral(cluster, 1, expect: 0, "volume", "add", "vol1", "--path", directory)
+            try cluster.waitUntil("vol1's free space is known", seconds: 20) { (Self.volume(cluster, 1, "vol1")?.capacityMiB ?? 0) > 0 }
+            Self.corral(cluster, 1, expect: 0, "disk", "create", "vol1/root", "--size", "64M", "--format", "qcow2")
+            Self.corral(cluster, 1, expect: 0, "vm", "add", "db", "--memory", "64", "--disks", "vol1/root", "--preferred", "node1",
+                        "--wait", "--timeout", "90")
+            #expect(cluster.guests(1) == ["db"])
+            let xml = cluster.exec(1, ["virsh", "-c", "qemu:///system", "dumpxml", "db"]).output
+            #expect(xml.contains("type='qcow2'") && xml.contains(directory + "/root"), "db's disk: \(xml)")
+
+            Self.corral(cluster, 2, expect: 0, "vm", "move", "db", "--to", "node2", "--wait", "--timeout", "90")
+            try cluster.waitUntil("db runs on node2 only", seconds: 30) { cluster.guests(1) == [] && cluster.guests(2) == ["db"] }
+            let disk = try #require(Self.volume(cluster, 3, "vol1")?.disks.first)
+            #expect(disk.vm == "db" && disk.leaseHolders == ["node2"], "the lease moved with the guest: \(disk)")
+            #expect(Self.corral(cluster, 3, expect: 1, "disk", "delete", "vol1/root").contains("disk vol1/root belongs to VM db"))
+            let check = CommandRunner.run(["/usr/bin/qemu-img", "check", "-U", "-f", "qcow2", directory + "/root"])
+            #expect(check.status == 0, "qemu-img check: \(check.output)")
+            Self.corral(cluster, 1, expect: 0, "vm", "stop", "db", "--wait", "--timeout", "60")
+        }
+    }
 }
