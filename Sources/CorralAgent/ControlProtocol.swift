@@ -38,6 +38,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var localVolumes: [String]? = nil
     }
     public struct DiskRow: Codable, Sendable, Equatable {
+        public var volume: String
         public var name: String
         public var path: String
         public var format: String
@@ -152,7 +153,7 @@ extension StatusReport {
         let disks = v.disks.map { d in
             let path = v.imagePath(d.name)
             let lease = state.leases[path]
-            return DiskRow(name: d.name, path: path, format: d.format.rawValue, sizeMiB: d.sizeMiB,
+            return DiskRow(volume: v.name, name: d.name, path: path, format: d.format.rawValue, sizeMiB: d.sizeMiB,
                            vm: state.sortedVMs.first { $0.spec.disks.contains(path) }?.name,
                            leaseHolders: lease?.holders.map { state.nodeName($0) } ?? [], leaseToken: lease?.token)
         }
