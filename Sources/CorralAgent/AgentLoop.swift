@@ -73,7 +73,8 @@ public final class AgentLoop: ShellWorld, @unchecked Sendable {
         let detection = (try? CorosyncConfig.detectionMs()) ?? nil
         let floor = detection.map { $0 + 1_000 } ?? 0
         let core = CorralNode(spec: spec, state: state, fenceAgent: fenceAgent != nil, leaseExpiry: inherited, minimumLeaseMs: floor)
-        shell = AgentShell(core: core, world: self, hypervisor: hypervisor, watchdog: watchdog, addresses: addresses)
+        shell = AgentShell(core: core, world: self, hypervisor: hypervisor, watchdog: watchdog, storage: DirectoryVolumeStorage(),
+                           addresses: addresses)
         log.write("Corosync detects failures within \(detection.map { "\($0) ms" } ?? "an unknown time"); lease \(core.leaseMs) ms (setting \(state.settings.recovery.leaseMs) ms, floor \(floor) ms)")
         log.write("corrald node \(spec.name) (id \(spec.id)) joined CPG group \(configuration.groupName); expected votes \(votes)")
     }

@@ -47,6 +47,7 @@ public final class AgentShell {
     private unowned let world: ShellWorld
     private let hypervisor: Hypervisor
     private let watchdog: Watchdog
+    private let storage: VolumeStorage
     /// Ring addresses by node id, for migration URIs.
     public var addresses: [NodeID: String]
     /// Corosync's events as the core's inputs; holds votequorum's last verdict.
@@ -58,11 +59,13 @@ public final class AgentShell {
     private var syncStarted: Millis?
     static let persistEveryMs: Millis = 200
 
-    public init(core: CorralNode, world: ShellWorld, hypervisor: Hypervisor, watchdog: Watchdog, addresses: [NodeID: String]) {
+    public init(core: CorralNode, world: ShellWorld, hypervisor: Hypervisor, watchdog: Watchdog, storage: VolumeStorage,
+                addresses: [NodeID: String]) {
         self.core = core
         self.world = world
         self.hypervisor = hypervisor
         self.watchdog = watchdog
+        self.storage = storage
         self.addresses = addresses
     }
 
@@ -160,6 +163,11 @@ public final class AgentShell {
                 world.log("running the fence agent against \(name)")
                 world.fence(node, name: name, attempt: attempt)
             case let .renewLease(until): armWatchdog(until: until)
+            case let .runDiskOperation(operation, path):
+                world.log("disk operation \(operation.id): \(operation.action.verb) \(operation.volume)/\(operation.disk)")
+                storage.run(operation, volumePath: path) { [world = UncheckedWorld(world)] in world.value.post(.input(.storage($0))) }
+            case let .probeVolume(volume, path):
+                storage.probe(volume, path: path) { [world = UncheckedWorld(world)] in world.value.post(.input(.storage($0))) }
             case let .reply(id, reply): world.reply(id, reply)
             case let .runPatchHook(run, phase, attempt, command, timeoutMs):
                 world.runPatchHook(command, run: run, phase: phase, attempt: attempt, timeoutMs: timeoutMs)

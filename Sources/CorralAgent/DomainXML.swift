@@ -29,7 +29,7 @@ public enum DomainXML {
         for (index, path) in spec.disks.enumerated() {
             lines += [
                 "    <disk type='file' device='disk'>",
-                "      <driver name='qemu' type='raw' cache='none'/>",
+                "      <driver name='qemu' type='\(spec.diskFormat(index).rawValue)' cache='none'/>",
                 "      <source file='\(escaped(path))'/>",
                 "      <target dev='\(diskTarget(index))' bus='virtio'/>",
                 "    </disk>",

@@ -34,6 +34,9 @@ extension ClusterState {
             }
             settings.recovery = r
             return .applied
+        case .addVolume, .removeVolume, .setVolumeState, .moveVolumeCoordinator, .assignVolumeCoordinator,
+             .queueDiskOperation, .diskOperationFinished, .volumeProbed:
+            return applyStorage(command)
         case let .registerNode(spec): return registerNode(spec)
         case .heartbeat: return .applied
         case let .place(vm, node): return place(vm, on: node)
@@ -122,10 +125,12 @@ extension ClusterState {
         noteRebootsDuringHooks(present)
     }
 
-    /// Runs or may run something: a VM, a lease, or an incoming migration that may have switched over.
+    /// Runs or may run something: a VM, a lease, an incoming migration that may have switched
+    /// over, or a disk operation of a volume it coordinates.
     func holdsAnything(_ id: NodeID) -> Bool {
         vms.values.contains { $0.node == id && $0.occupiesNode } || leases.values.contains { $0.holders.contains(id) }
             || jobs.values.contains { $0.state == .running && $0.destination == id }
+            || volumes.values.contains { $0.coordinator == id && !$0.operations.isEmpty }
     }
 
     // MARK: operator commands
@@ -159,7 +164,7 @@ extension ClusterState {
         return .applied
     }
 
-    private mutating func stopVM(_ name: String) -> ApplyOutcome {
+    mutating func stopVM(_ name: String) -> ApplyOutcome {
         guard var vm = vms[name] else { return .refused("no VM named \(name)") }
         if vm.state == .migrating { return .refused("VM \(name) is migrating; wait for the migration to end") }
         vm.desiredRunning = false
@@ -242,6 +247,7 @@ extension ClusterState {
         guard NodeLoad(self).fits(vm.spec, on: node, vcpuOvercommit: settings.placement.vcpuOvercommit) else {
             return .refused("VM \(name) does not fit on \(node.name)")
         }
+        guard storageAllows(vm.spec, on: id) else { return .refused("\(node.name) does not see every volume of VM \(name)") }
         for disk in vm.spec.disks {
             if let lease = leases[disk], lease.mode == .exclusive, lease.holders.contains(where: { $0 != id }) {
                 return .refused("disk \(disk) is leased to \(nodeName(lease.holders.first))")
@@ -264,6 +270,7 @@ extension ClusterState {
         guard NodeLoad(self).fits(vm.spec, on: dest, vcpuOvercommit: settings.placement.vcpuOvercommit) else {
             return .refused("VM \(name) (\(vm.spec.memoryMiB) MiB) does not fit on \(dest.name)")
         }
+        guard storageAllows(vm.spec, on: to) else { return .refused("\(dest.name) does not see every volume of VM \(name)") }
         let id = nextJobID
         nextJobID += 1
         jobs[id] = MigrationJob(id: id, vm: name, source: from, destination: to, purpose: purpose)

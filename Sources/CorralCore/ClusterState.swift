@@ -10,11 +10,14 @@ public struct ClusterState: Sendable, Equatable {
     public var vms: [String: VirtualMachine] = [:]
     public var jobs: [Int: MigrationJob] = [:]
     public var leases: [String: DiskLease] = [:]
+    /// Storage volumes by name; empty in clusters that never added one.
+    public var volumes: [String: Volume] = [:]
     public var settings: ClusterSettings
     public var nextJobID: Int = 1
     public var nextToken: UInt64 = 1
     /// The current or last patch run; nil until the first one.
     public var patchRun: PatchRun?
+    public var nextOperationID: Int = 1
 
     /// Finished migration jobs kept for `corral migrations`; older ones are dropped.
     static let finishedJobsKept = 256
@@ -27,6 +30,7 @@ public struct ClusterState: Sendable, Equatable {
     public var sortedNodes: [Node] { nodes.values.sorted { $0.id < $1.id } }
     public var sortedVMs: [VirtualMachine] { vms.values.sorted { $0.name < $1.name } }
     public var sortedJobs: [MigrationJob] { jobs.values.sorted { $0.id < $1.id } }
+    public var sortedVolumes: [Volume] { volumes.values.sorted { $0.name < $1.name } }
 
     public func node(named name: String) -> Node? { nodes.values.first { $0.name == name } }
     public func nodeName(_ id: NodeID?) -> String {
@@ -45,7 +49,7 @@ public struct ClusterState: Sendable, Equatable {
 
 extension ClusterState: Codable {
     enum CodingKeys: String, CodingKey {
-        case epoch, version, nodes, vms, jobs, leases, settings, nextJobID, nextToken, patchRun
+        case epoch, version, nodes, vms, jobs, leases, settings, nextJobID, nextToken, patchRun, volumes, nextOperationID
     }
 
     /// Collections are written as arrays sorted by key so that the bytes (and the digest)
@@ -63,6 +67,12 @@ extension ClusterState: Codable {
         try c.encode(nextToken, forKey: .nextToken)
         // Written only once a run exists, so older states keep their bytes and digests.
         try c.encodeIfPresent(patchRun, forKey: .patchRun)
+        // Written only once volumes exist: a cluster without any keeps the bytes (and the
+        // digest) of the versions before volumes, and older agents still read its state.
+        if !volumes.isEmpty || nextOperationID != 1 {
+            try c.encode(sortedVolumes, forKey: .volumes)
+            try c.encode(nextOperationID, forKey: .nextOperationID)
+        }
     }
 
     public init(from decoder: Decoder) throws {
@@ -77,6 +87,8 @@ extension ClusterState: Codable {
         vms = try Self.keyed(c.decode([VirtualMachine].self, forKey: .vms), by: \.name, what: "VM")
         jobs = try Self.keyed(c.decode([MigrationJob].self, forKey: .jobs), by: \.id, what: "migration job")
         leases = try Self.keyed(c.decode([DiskLease].self, forKey: .leases), by: \.disk, what: "lease")
+        volumes = try Self.keyed(c.decodeIfPresent([Volume].self, forKey: .volumes) ?? [], by: \.name, what: "volume")
+        nextOperationID = try c.decodeIfPresent(Int.self, forKey: .nextOperationID) ?? 1
     }
 
     private static func keyed<K: Hashable, V>(_ items: [V], by key: (V) -> K, what: String) throws -> [K: V] {

@@ -13,6 +13,13 @@ public enum Command: Codable, Sendable, Equatable {
     case resumeNode(NodeID, failback: Bool)
     case setMigrationSettings(MigrationSettings)
     case setRecoverySettings(RecoverySettings)
+    case addVolume(Volume)
+    case removeVolume(String)
+    /// To maintenance, `force` stops the volume's running VMs (refused without it while any run).
+    case setVolumeState(String, VolumeState, force: Bool)
+    /// Asks the volume's coordinator to hand its role to `to` once no operation runs on it.
+    case moveVolumeCoordinator(String, to: NodeID)
+    case queueDiskOperation(volume: String, disk: String, DiskOperation.Action)
 
     // What a node says about itself.
     case registerNode(NodeSpec)
@@ -32,6 +39,9 @@ public enum Command: Codable, Sendable, Equatable {
     case failDrain(NodeID, reasons: [String])
     /// The VM has run a whole crash window since its last crash: its crash count starts over.
     case forgiveCrashes(vm: String)
+    /// The volume's coordinator role is `to`'s from now on (chosen by the cluster coordinator
+    /// when there is none or it failed, or handed over by the volume's current coordinator).
+    case assignVolumeCoordinator(String, to: NodeID)
 
     // Facts a node observed on its own hypervisor.
     case vmStarted(vm: String, on: NodeID, leaseTokens: [UInt64])
@@ -54,6 +64,9 @@ public enum Command: Codable, Sendable, Equatable {
     case patchHookStarted(run: Int, node: NodeID, phase: PatchPhase, attempt: Int)
     case patchHookFinished(run: Int, node: NodeID, phase: PatchPhase, attempt: Int, PatchHookResult)
     case endPatchRun(run: Int, PatchRunState, outcome: String)
+    case diskOperationFinished(id: Int, volume: String, DiskOperationOutcome)
+    /// What `node` saw when it looked at a volume's directory.
+    case volumeProbed(String, node: NodeID, VolumeProbe)
 }
 
 /// What applying a command did. A refusal changes nothing and says why.

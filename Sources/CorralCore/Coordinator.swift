@@ -36,6 +36,8 @@ public enum Coordinator {
         commands += drains(state)
         commands += MigrationScheduler.decide(state)
         commands += PatchConductor.decide(state, context)
+        commands += VolumeCoordinators.decide(state)
+        commands += StorageEvacuation.decide(state)
         return commands
     }
 
@@ -94,7 +96,8 @@ public enum Coordinator {
         }
         if vm.crashCount <= state.settings.recovery.restartsInPlace,
            let node = candidates.first(where: { $0.id == last }),
-           load.fits(vm.spec, on: node, vcpuOvercommit: state.settings.placement.vcpuOvercommit) {
+           load.fits(vm.spec, on: node, vcpuOvercommit: state.settings.placement.vcpuOvercommit),
+           state.storageAllows(vm.spec, on: last) {
             return .success(last)
         }
         return Placement.choose(vm.spec, state: state, load: load, candidates: candidates, avoid: last)

@@ -91,6 +91,8 @@ public struct CorralNode: Sendable {
     /// The last forecast and what it was made from (state version and epoch, lost nodes):
     /// ticks change neither, so they reuse it instead of copying the state again.
     private var forecast: (epoch: UInt64, version: UInt64, lost: Set<NodeID>, placements: [String: NodeID])?
+    /// Disk operations and volume probes this node runs or ran (`CorralNode+Volumes`).
+    var storageWork = StorageWork()
 
     /// - `fenceAgent`: this node's shell has a fence agent command configured.
     /// - `leaseExpiry`: the lease a previous run of this node's agent left (from its watchdog
@@ -156,12 +158,14 @@ public struct CorralNode: Sendable {
             patchHooksRunning.remove(key)
             patchHookResults[key] = result
             out.append(.log("patch run \(run): \(phase.rawValue) hook (attempt \(attempt)) exited \(result.status) after \(result.durationMs) ms"))
+        case let .storage(event): onStorage(event, &out)
         }
         if canAct && !input.isHeartbeat {
             drainIfWatchdogFailed(&out)
             askFenceAgent(&out)
             reconcile(&out)
             runOwnPatchHook(&out)
+            runStorageWork(&out)
             coordinate(&out)
         } else if !input.isHeartbeat {
             abortDoomedMigrations(&out)
@@ -370,7 +374,7 @@ public struct CorralNode: Sendable {
         leaseEndSeen[destination] = max(leaseEndSeen[destination] ?? .min, now + Millis(longestLease(of: destination)))
     }
 
-    private mutating func send(_ body: Envelope.Body, _ out: inout [Directive]) {
+    mutating func send(_ body: Envelope.Body, _ out: inout [Directive]) {
         let envelope = Envelope(origin: id, sequence: nextSequence, body: body)
         outstanding[nextSequence] = body
         nextSequence += 1
@@ -739,7 +743,7 @@ public struct CorralNode: Sendable {
     }
 
     /// Multicasts a fact once per membership (a lost one is re-sent after the next change).
-    private mutating func report(_ fact: Command, _ out: inout [Directive]) {
+    mutating func report(_ fact: Command, _ out: inout [Directive]) {
         let key = "\(fact)"
         guard !sentFacts.contains(key) else { return }
         sentFacts.insert(key)

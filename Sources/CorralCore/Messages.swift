@@ -95,6 +95,14 @@ public enum Input: Sendable {
     case undecodable(from: NodeID, reason: String)
     /// A patch hook this node's shell ran (for `runPatchHook`) has ended.
     case patchHookFinished(run: Int, phase: PatchPhase, attempt: Int, PatchHookResult)
+    /// What this node's storage shell reports (a disk operation's end, a look at a volume).
+    case storage(StorageEvent)
+}
+
+/// The storage shell's answers to `runDiskOperation` and `probeVolume`.
+public enum StorageEvent: Sendable, Equatable {
+    case operationFinished(DiskOperation, DiskOperationOutcome)
+    case probed(volume: String, VolumeProbe)
 }
 
 /// What this node's hypervisor says happened, in its own words.
@@ -140,6 +148,11 @@ public enum Directive: Sendable, Equatable {
     case runFenceAgent(NodeID, name: String, attempt: Int)
     /// The self-fence lease now runs until this local time: keep the watchdog fed until then.
     case renewLease(until: Millis)
+    /// As the volume's coordinator: bring the image to the operation's end state (checking what
+    /// is already there, so a repeat does nothing twice); answer with `.storage(.operationFinished)`.
+    case runDiskOperation(DiskOperation, volumePath: String)
+    /// Look at a volume's directory (reachable? free space?); answer with `.storage(.probed)`.
+    case probeVolume(String, path: String)
     case reply(id: UInt64, RequestReply)
     /// Run a patch run's hook command here, bounded by `timeoutMs`; answer with
     /// `patchHookFinished` carrying the same run, phase and attempt.

@@ -1,6 +1,8 @@
 /// Why a migration exists; drains and failbacks are tracked per node.
 public enum MigrationPurpose: String, Codable, Sendable, Equatable {
     case drain, move, failback
+    /// Its node lost its path to one of the VM's volumes.
+    case storage
 }
 
 public enum MigrationJobState: String, Codable, Sendable, Equatable {

@@ -13,6 +13,14 @@ public enum OperatorRequest: Codable, Sendable, Equatable {
     case startPatchRun(PatchRequest)
     /// Stops the running patch run; `forceRecover` clears the record of any run, touching no node.
     case abortPatchRun(forceRecover: Bool)
+    /// `node` names the owner of a local volume (nil for a shared one).
+    case addVolume(name: String, path: String, kind: VolumeKind, node: String?)
+    case removeVolume(String)
+    case setVolumeState(String, VolumeState, force: Bool)
+    case moveVolume(String, to: String)
+    case createDisk(volume: String, disk: String, sizeMiB: Int, format: DiskFormat)
+    case resizeDisk(volume: String, disk: String, sizeMiB: Int)
+    case deleteDisk(volume: String, disk: String)
 }
 
 /// The answer to a request.
@@ -33,8 +41,13 @@ public enum RequestPlanner {
 
     public static func command(for request: OperatorRequest, in state: ClusterState) -> Result<Command, RequestRefusal> {
         switch request {
-        case let .addVM(spec, start):
-            if state.vms[spec.name] != nil { return .failure("a VM named \(spec.name) already exists") }
+        case let .addVM(named, start):
+            if state.vms[named.name] != nil { return .failure("a VM named \(named.name) already exists") }
+            let spec: VMSpec
+            switch VolumeRequests.resolvingDisks(named, in: state) {
+            case let .success(resolved): spec = resolved
+            case let .failure(refusal): return .failure(refusal)
+            }
             if let problem = VMSpecValidation.problem(spec, state: state) { return .failure(.init(problem)) }
             return .success(.addVM(spec, running: start, dirtyRateMiBps: 0))
         case let .removeVM(name):
@@ -76,6 +89,8 @@ public enum RequestPlanner {
                 return .failure(.init("patch run \(run.id) is \(run.state.rawValue), not running (--force-recover clears its record)"))
             }
             return .success(.abortPatchRun(run: run.id, forceRecover: force))
+        case .addVolume, .removeVolume, .setVolumeState, .moveVolume, .createDisk, .resizeDisk, .deleteDisk:
+            return VolumeRequests.command(for: request, in: state)
         }
     }
 
@@ -121,6 +136,9 @@ public enum RequestPlanner {
         case let .advancePatch(run, node, step, attempt, reason, _):
             "patch run \(run): \(state.nodeName(node)) \(step.rawValue) (attempt \(attempt))" + (reason.isEmpty ? "" : ": \(reason)")
         case let .endPatchRun(run, end, outcome): "patch run \(run) \(end.rawValue): \(outcome)"
+        case .addVolume, .removeVolume, .setVolumeState, .moveVolumeCoordinator, .assignVolumeCoordinator,
+             .queueDiskOperation, .diskOperationFinished, .volumeProbed:
+            VolumeRequests.describe(command, state)
         default: "\(command)"
         }
     }
@@ -136,6 +154,9 @@ public enum RequestPlanner {
             guard dest.acceptsVMs else { return .failure("node \(to) is \(dest.state.rawValue) and takes no VMs") }
             guard load.fits(vm.spec, on: dest, vcpuOvercommit: state.settings.placement.vcpuOvercommit) else {
                 return .failure("VM \(name) needs \(vm.spec.memoryMiB) MiB; \(to) has \(max(0, load.freeMemory(dest))) MiB free")
+            }
+            guard state.storageAllows(vm.spec, on: dest.id) else {
+                return .failure("\(to) does not see every volume of VM \(name) (\(state.volumes(of: vm.spec).map(\.name).joined(separator: ", ")))")
             }
             return .success(.moveVM(name, to: dest.id))
         }

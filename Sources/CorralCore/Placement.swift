@@ -8,7 +8,7 @@ public enum Placement {
                               candidates: [Node], avoid: NodeID? = nil) -> Result<NodeID, PlacementFailure> {
         let overcommit = state.settings.placement.vcpuOvercommit
         var best: (key: (Int, Int, Int, Int, NodeID), id: NodeID)?
-        for node in candidates where load.fits(spec, on: node, vcpuOvercommit: overcommit) {
+        for node in candidates where load.fits(spec, on: node, vcpuOvercommit: overcommit) && state.storageAllows(spec, on: node.id) {
             let conflict = load.hostsClass(spec.antiAffinityClass, on: node.id) ? 1 : 0
             let avoided = node.id == avoid ? 1 : 0
             let rank = spec.preferredOwners.firstIndex(of: node.name) ?? Int.max
@@ -16,6 +16,9 @@ public enum Placement {
             if best == nil || key < best!.key { best = (key, node.id) }
         }
         if let best { return .success(best.id) }
+        if !candidates.isEmpty, !candidates.contains(where: { state.storageAllows(spec, on: $0.id) }) {
+            return .failure(.noNodeSeesStorage(state.volumes(of: spec).map(\.name)))
+        }
         return .failure(failure(for: spec, load: load, candidates: candidates))
     }
 
@@ -37,6 +40,8 @@ public enum PlacementFailure: Error, Sendable, Equatable, CustomStringConvertibl
     case noNodeAcceptsVMs
     case noMemory(needed: Int, largestFree: Int, on: String)
     case noVCPUs(needed: Int)
+    /// No node that takes VMs sees every volume the VM's disks are on (or one is in maintenance).
+    case noNodeSeesStorage([String])
 
     public var description: String {
         switch self {
@@ -46,6 +51,8 @@ public enum PlacementFailure: Error, Sendable, Equatable, CustomStringConvertibl
             "no node has \(needed) MiB free (largest free: \(max(0, largestFree)) MiB on \(on))"
         case let .noVCPUs(needed):
             "no node has room for \(needed) more vCPUs"
+        case let .noNodeSeesStorage(volumes):
+            "no node that takes VMs sees volume\(volumes.count == 1 ? "" : "s") \(volumes.joined(separator: ", ")) online"
         }
     }
 }

@@ -15,6 +15,9 @@ public enum VMSpecValidation {
         if Set(spec.preferredOwners).count != spec.preferredOwners.count { return "preferred owners list a node twice" }
         if let cls = spec.antiAffinityClass, cls.isEmpty { return "anti-affinity class must not be empty" }
         for disk in spec.disks where !disk.hasPrefix("/") { return "disk \(disk) must be an absolute path" }
+        if let formats = spec.diskFormats, formats.count != spec.disks.count {
+            return "\(formats.count) disk formats for \(spec.disks.count) disks"
+        }
         for disk in spec.disks {
             if let user = state.vms.values.first(where: { $0.name != spec.name && $0.spec.disks.contains(disk) }) {
                 return "disk \(disk) already belongs to VM \(user.name)"
@@ -23,7 +26,7 @@ public enum VMSpecValidation {
         return nil
     }
 
-    private static func isNameCharacter(_ c: Unicode.Scalar) -> Bool {
+    static func isNameCharacter(_ c: Unicode.Scalar) -> Bool {
         ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "-" || c == "_" || c == "."
     }
 }

@@ -12,6 +12,9 @@ public struct VMSpec: Codable, Sendable, Equatable {
     public var highlyAvailable: Bool
     /// Disk paths on cluster-shared volumes; the VM runs only where all their leases are held.
     public var disks: [String]
+    /// The image format of each disk, in `disks` order, when one is not raw (a qcow2 disk made
+    /// on a volume); nil means every disk is raw, as before volumes.
+    public var diskFormats: [DiskFormat]?
 
     public init(name: String, memoryMiB: Int, vcpus: Int = 1, priority: Priority = .medium,
                 preferredOwners: [String] = [], antiAffinityClass: String? = nil,
@@ -24,6 +27,13 @@ public struct VMSpec: Codable, Sendable, Equatable {
         self.antiAffinityClass = antiAffinityClass
         self.highlyAvailable = highlyAvailable
         self.disks = disks
+        self.diskFormats = nil
+    }
+
+    /// The format of disk `index` (raw unless recorded otherwise).
+    public func diskFormat(_ index: Int) -> DiskFormat {
+        guard let formats = diskFormats, index < formats.count else { return .raw }
+        return formats[index]
     }
 }
 

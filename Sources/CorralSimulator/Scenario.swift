@@ -48,6 +48,8 @@ public struct Scenario: Sendable {
         /// 0: votequorum's notification reaches every node with the CPG membership change, just
         /// before it. Above 0: at each node, either may come first, votequorum's up to this late.
         public var quorumLagMs: Int64 = 0
+        /// How long the storage of a simulated node takes for one disk operation.
+        public var diskOperationMs: Int64 = 1_000
         public init() {}
     }
 

@@ -101,7 +101,7 @@ public enum ScenarioParser {
     private static func timing(_ o: Object?) throws(Failure) -> Scenario.Timing {
         var t = Scenario.Timing()
         guard let o else { return t }
-        try o.only(["detectionMs", "vmStartMs", "streamMbps", "keepaliveMs", "settleMs", "downtimeLimitMs", "maxRounds"])
+        try o.only(["detectionMs", "vmStartMs", "streamMbps", "keepaliveMs", "settleMs", "downtimeLimitMs", "maxRounds", "diskOperationMs"])
         t.detectionMs = Int64(try o.positive("detectionMs", default: Int(t.detectionMs)))
         t.vmStartMs = Int64(try o.positive("vmStartMs", default: Int(t.vmStartMs)))
         t.streamMiBps = Units.mibps(megabits: try o.positive("streamMbps", default: 8_000_000))
@@ -109,15 +109,16 @@ public enum ScenarioParser {
         t.settleMs = Int64(try o.count("settleMs", default: Int(t.settleMs)))
         t.downtimeLimitMs = Int64(try o.positive("downtimeLimitMs", default: Int(t.downtimeLimitMs)))
         t.maxRounds = try o.positive("maxRounds", default: t.maxRounds)
+        t.diskOperationMs = Int64(try o.positive("diskOperationMs", default: Int(t.diskOperationMs)))
         return t
     }
 
     private static let actions = ["crash", "powerOn", "partition", "heal", "hang", "resume", "crashVM", "drain",
                                   "resumeNode", "move", "addVM", "removeVM", "startVM", "stopVM", "pause", "config",
-                                  "hangAgent", "crashAfterSwitchover", "watchdogFails", "patch"]
+                                  "hangAgent", "crashAfterSwitchover", "watchdogFails", "patch", "addVolume", "createDisk", "moveVolume"]
 
     private static func event(_ o: Object, nodes: Set<String>, vms: Set<String>) throws(Failure) -> ScenarioEvent {
-        try o.only(["at", "via", "failback", "to", "value"] + actions)
+        try o.only(["at", "via", "failback", "to", "value", "sizeMiB"] + actions)
         let at = Int64(try o.double("at") * 1000)
         guard at >= 0 else { throw o.failure("at", "must not be negative") }
         let present = actions.filter { o.has($0) }
@@ -164,6 +165,18 @@ public enum ScenarioParser {
         case "stopVM": action = .request(.stopVM(try o.string("stopVM")), via: via)
         // Simulated hooks succeed at once (SimulatedNode.runPatchHook).
         case "patch": action = .request(.startPatchRun(PatchRequest(PatchOptions(hook: try o.string("patch")))), via: via)
+        case "addVolume":
+            let name = try o.string("addVolume")
+            action = .request(.addVolume(name: name, path: "/volumes/\(name)", kind: .shared, node: nil), via: via)
+        case "createDisk":
+            let reference = try o.string("createDisk").split(separator: "/").map(String.init)
+            guard reference.count == 2 else { throw o.failure("createDisk", "names a disk as VOLUME/NAME") }
+            action = .request(.createDisk(volume: reference[0], disk: reference[1], sizeMiB: try o.positive("sizeMiB", default: 1_024),
+                                          format: .qcow2), via: via)
+        case "moveVolume":
+            let to = try o.string("to")
+            guard nodes.contains(to) else { throw o.failure("to", "\(to) is not a node of this scenario") }
+            action = .request(.moveVolume(try o.string("moveVolume"), to: to), via: via)
         default: action = .request(.setConfig(key: try o.string("config"), value: try o.string("value")), via: via)
         }
         return ScenarioEvent(atMs: at, action)

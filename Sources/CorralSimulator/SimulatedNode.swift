@@ -5,7 +5,7 @@ import CorralCore
 /// its watchdog and its fence agent. Every call lands in the simulation's event queue, as the
 /// real ones land in libvirt, Corosync and the watchdog device, and the shell hears back
 /// through its events. Single-threaded, like the whole simulation.
-final class SimulatedNode: ShellWorld, Hypervisor, Watchdog, @unchecked Sendable {
+final class SimulatedNode: ShellWorld, Hypervisor, Watchdog, VolumeStorage, @unchecked Sendable {
     private unowned let simulation: Simulation
     let node: NodeID
 
@@ -48,6 +48,18 @@ final class SimulatedNode: ShellWorld, Hypervisor, Watchdog, @unchecked Sendable
 
     func post(_ event: AgentShell.Event) {
         simulation.queue.push(.shellEvent(node, incarnation: host.incarnation, event), at: simulation.now)
+    }
+
+    // MARK: VolumeStorage (every simulated volume is reachable, with 1 TiB free)
+
+    static let volumeSpace = VolumeProbe(reachable: true, freeMiB: 1 << 20, capacityMiB: 1 << 20)
+
+    func run(_ operation: DiskOperation, volumePath: String, report: @escaping @Sendable (StorageEvent) -> Void) {
+        simulation.runDiskOperation(operation, on: node)
+    }
+
+    func probe(_ volume: String, path: String, report: @escaping @Sendable (StorageEvent) -> Void) {
+        post(.input(.storage(.probed(volume: volume, Self.volumeSpace))))
     }
 
     // MARK: Hypervisor (the report closures are not needed: results come as simulation events)

@@ -77,6 +77,10 @@ public final class Simulation {
     var checker = InvariantChecker()
     var dirtyRates: [String: Int] = [:]
     var timelineState: [String: String] = [:]
+    /// Disk operations handed to a node's storage: until when they run there, and in which
+    /// incarnation of the node (a crash ends them). Two live runs of one operation at once
+    /// break the rule that a volume's images are changed by one node at a time.
+    var diskOperationsRunning: [Int: [NodeID: (incarnation: Int, until: Millis)]] = [:]
     /// Bounds every run: a livelock becomes a reported violation instead of a hang.
     let eventBudget = 3_000_000
     /// Ends the run early once the report shows what a benchmark waits for.
@@ -138,7 +142,7 @@ public final class Simulation {
         let fenceAgent = scenario.settings.recovery.fenceAgent
         let addresses = Dictionary(uniqueKeysWithValues: scenario.nodes.indices.map { (NodeID($0 + 1), "10.0.0.\($0 + 1)") })
         let shell = AgentShell(core: CorralNode(spec: spec, state: state, fenceAgent: fenceAgent), world: world,
-                               hypervisor: world, watchdog: world, addresses: addresses)
+                               hypervisor: world, watchdog: world, storage: world, addresses: addresses)
         return Host(shell: shell, world: world, config: config)
     }
 
@@ -505,6 +509,13 @@ public final class Simulation {
         case let .setConfig(key, value): "config \(key)=\(value)"
         case let .startPatchRun(patch): "patch run\(patch.order.isEmpty ? "" : " --order \(patch.order.joined(separator: ","))")"
         case let .abortPatchRun(force): "patch abort\(force ? " --force-recover" : "")"
+        case let .addVolume(name, path, kind, _): "add-volume \(name) \(kind.rawValue) at \(path)"
+        case let .removeVolume(name): "remove-volume \(name)"
+        case let .setVolumeState(name, state, force): "volume \(name) \(state.rawValue)\(force ? " --force" : "")"
+        case let .moveVolume(name, to): "move-volume \(name) to \(to)"
+        case let .createDisk(volume, disk, size, _): "create-disk \(volume)/\(disk) \(size) MiB"
+        case let .resizeDisk(volume, disk, size): "resize-disk \(volume)/\(disk) to \(size) MiB"
+        case let .deleteDisk(volume, disk): "delete-disk \(volume)/\(disk)"
         }
     }
 
@@ -515,8 +526,30 @@ public final class Simulation {
         ids.lazy.compactMap { self.hosts[$0] }.first { $0.alive && !$0.hung && $0.core.isCoordinator }?.core
     }
 
+    /// A node's storage starts a disk operation; its answer comes `diskOperationMs` later.
+    func runDiskOperation(_ operation: DiskOperation, on node: NodeID) {
+        guard let host = hosts[node] else { return }
+        for (other, run) in diskOperationsRunning[operation.id] ?? [:] where other != node && run.until > now
+            && hosts[other]?.alive == true && hosts[other]?.incarnation == run.incarnation {
+            violation("disk operation \(operation.id) runs on \(name(other)) and \(name(node)) at once")
+        }
+        let until = now + scenario.timing.diskOperationMs
+        diskOperationsRunning[operation.id, default: [:]][node] = (host.incarnation, until)
+        note("\(name(node)) runs disk operation \(operation.id): \(operation.action.verb) \(operation.volume)/\(operation.disk)")
+        queue.push(.shellEvent(node, incarnation: host.incarnation,
+                               .input(.storage(.operationFinished(operation, .succeeded(SimulatedNode.volumeSpace))))), at: until)
+    }
+
     private func recordStateChanges() {
         guard let core = authority else { return }
+        for volume in core.state.sortedVolumes {
+            let key = "volume:" + volume.name
+            let value = "coordinator \(core.state.nodeName(volume.coordinator)), disks \(volume.disks.map(\.name)), \(volume.operations.count) queued"
+            if timelineState[key] != value {
+                timelineState[key] = value
+                note("volume \(volume.name): \(value)")
+            }
+        }
         for node in core.state.sortedNodes {
             let key = "node:" + node.name
             let value = node.state.rawValue

@@ -12,11 +12,11 @@ enum ClusterCommands {
     }
 
     static func run(_ command: String, _ raw: ArraySlice<String>) throws(UsageError) -> Int32 {
-        var args = try Arguments(raw, flags: ["json", "what-if", "no-ha", "stopped", "failback", "wait"])
+        var args = try Arguments(raw, flags: ["json", "what-if", "no-ha", "stopped", "failback", "wait", "shared", "local", "force"])
         let socket = Self.socket(&args)
         let json = args.flag("json")
         let whatIf = args.flag("what-if")
-        let wait = args.flag("wait")
+        var wait = args.flag("wait")
         let timeout = try args.int("timeout", default: 900, min: 1)!
         let words = args.words
         func name(_ what: String) throws(UsageError) -> String {
@@ -59,6 +59,26 @@ enum ClusterCommands {
         case ("node", "drain"?): request = .operate(.drainNode(try name("NAME")), whatIf: whatIf)
         case ("node", "pause"?): request = .operate(.pauseNode(try name("NAME")), whatIf: whatIf)
         case ("node", "resume"?): request = .operate(.resumeNode(try name("NAME [--failback]"), failback: args.flag("failback")), whatIf: whatIf)
+        case ("volume", "list"?):
+            try args.rejectUnknown()
+            return try show(socket, json: json, select: { $0.volumes ?? [] }) { StorageCommands.printVolumes($0.volumes ?? []) }
+        case ("volume", "show"?), ("disk", "list"?):
+            let volume = words.count == 2 ? words[1] : nil
+            guard words.count <= 2, volume != nil || words[0] == "list" else { throw UsageError("usage: corral volume show NAME | disk list [VOLUME]") }
+            try args.rejectUnknown()
+            guard case let .status(report) = try send(.status, socket) else { return fail("corrald did not answer with its status") }
+            let rows = (report.volumes ?? []).filter { volume == nil || $0.name == volume }
+            if let volume, rows.isEmpty { return fail(VolumeValidation.unknownVolume(volume)) }
+            if json { words[0] == "show" ? printJSON(rows[0]) : printJSON(rows.flatMap(\.disks)) } else if words[0] == "show" {
+                StorageCommands.printVolume(rows[0])
+            } else {
+                StorageCommands.printDisks(rows)
+            }
+            return 0
+        case ("volume", _?), ("disk", _?):
+            let operation = try StorageCommands.request(command, words, &args)
+            wait = wait || StorageCommands.waitsForOutcome(operation)
+            request = .operate(operation, whatIf: whatIf)
         case ("config", "set"?):
             guard words.count == 3 else { throw UsageError("usage: corral config set KEY VALUE (keys: \(RequestPlanner.configKeys.joined(separator: ", ")))") }
             request = .operate(.setConfig(key: words[1], value: words[2]), whatIf: whatIf)
@@ -165,7 +185,8 @@ enum ClusterCommands {
 
     static func printVMs(_ r: StatusReport) {
         table(["VM", "NODE", "STATE", "MEMORY", "PRIORITY", "HA", "REASON"], r.vms.map {
-            [$0.name, $0.node, $0.state, "\($0.memoryMiB) MiB", $0.priority, $0.highlyAvailable ? "yes" : "no", $0.reason]
+            [$0.name, $0.node, $0.state, "\($0.memoryMiB) MiB", $0.priority,
+             $0.highlyAvailable ? "yes" : $0.localVolumes.map { "no (local volume \($0.joined(separator: ",")))" } ?? "no", $0.reason]
         })
     }
 

@@ -60,6 +60,15 @@ enum Waiting {
                 guard let row = r.vms.first(where: { $0.name == vm }) else { return .done("\(vm) is gone") }
                 return row.state == "stopped" ? .done("\(vm) is stopped") : .waiting("\(vm) is \(row.state)")
             }
+        case let .createDisk(volume, disk, _, _), let .resizeDisk(volume, disk, _), let .deleteDisk(volume, disk):
+            return try poll { r in diskVerdict(r, volume: volume, disk: disk, gone: { if case .deleteDisk = operation { true } else { false } }()) }
+        case let .moveVolume(volume, to):
+            return try poll { r in
+                guard let row = r.volumes?.first(where: { $0.name == volume }) else { return .failed("volume \(volume) is gone") }
+                if row.coordinator == to { return .done("\(to) coordinates volume \(volume)") }
+                if row.handoffTo == to { return .waiting("\(row.coordinator ?? "-") hands volume \(volume) over to \(to) once its operations end") }
+                return .failed("the move of volume \(volume) to \(to) was called off; \(row.coordinator ?? "no node") coordinates it")
+            }
         default:
             return Outcome(result: "done", message: "nothing to wait for")
         }
@@ -104,6 +113,19 @@ enum Waiting {
             usleep(pollMs * 1000)
         }
         return finish(Outcome(result: "timeout", message: "still not done after \(timeoutSeconds) s (it goes on; watch it with corral status or corral monitor)"))
+    }
+
+    /// A disk operation is over once the volume lists none for the disk: done unless the
+    /// volume's failures name the disk.
+    static func diskVerdict(_ r: StatusReport, volume: String, disk: String, gone: Bool) -> Verdict {
+        guard let row = r.volumes?.first(where: { $0.name == volume }) else { return .failed("volume \(volume) is gone") }
+        if let op = row.operations.first(where: { $0.disk == disk }) {
+            return .waiting("\(op.description): waiting for \(row.coordinator ?? "a coordinator")")
+        }
+        if let failure = row.failures.last(where: { $0.hasPrefix("\(disk): ") }) { return .failed("\(volume)/\(failure)") }
+        if gone { return .done("disk \(volume)/\(disk) deleted") }
+        guard let d = row.disks.first(where: { $0.name == disk }) else { return .failed("disk \(volume)/\(disk) is gone") }
+        return .done("disk \(volume)/\(disk): \(d.sizeMiB) MiB \(d.format) at \(d.path)")
     }
 
     static func isActive(_ m: StatusReport.MigrationRow) -> Bool { m.state == "queued" || m.state == "running" }

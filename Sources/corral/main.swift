@@ -12,6 +12,10 @@ usage: corral status [--json]
                  [--order fewest-vms|NODE,NODE…] [--failback immediate|none] [--require-all-online]
                  [--keep-running GROUP=N …] [--what-if] | patch status|report [--json] | patch abort [--force-recover]
        corral config set KEY VALUE [--what-if]
+       corral volume list|show NAME [--json] | volume add NAME --path DIR [--shared | --local --node NODE]
+       corral volume remove NAME | volume move NAME --to NODE [--wait] | volume maintenance NAME [--force] | volume online NAME
+       corral disk list [VOLUME] [--json] | disk create VOLUME/NAME --size SIZE [--format raw|qcow2]
+       corral disk resize VOLUME/NAME --size SIZE | disk delete VOLUME/NAME   (these wait for the volume's coordinator)
        corral metrics [--textfile PATH.prom]
        corral monitor [--interval SECONDS] [--once] [--count N] [--json]
        corral events [--last N] [--follow [--timeout SECONDS]] [--json]
@@ -28,7 +32,7 @@ let argv = CommandLine.arguments.dropFirst()
 do {
     switch argv.first {
     case "simulate": exit(try SimulateCommand.run(argv.dropFirst()))
-    case "status", "vm", "node", "migrations", "config": exit(try ClusterCommands.run(argv.first!, argv.dropFirst()))
+    case "status", "vm", "node", "migrations", "config", "volume", "disk": exit(try ClusterCommands.run(argv.first!, argv.dropFirst()))
     case "patch": exit(try PatchCommands.run(argv.dropFirst()))
     case "metrics": exit(try ObserveCommands.metrics(argv.dropFirst()))
     case "monitor": exit(try ObserveCommands.monitor(argv.dropFirst()))

@@ -26,6 +26,15 @@ struct DomainXMLTests {
             """)
     }
 
+    /// A qcow2 disk from a volume is opened as qcow2: the format is told, never probed.
+    @Test func qcow2DiskKeepsItsFormat() {
+        var spec = VMSpec(name: "db", memoryMiB: 512, disks: ["/csv/root", "/csv/data"])
+        spec.diskFormats = [.qcow2, .raw]
+        let xml = DomainXML.xml(for: spec)
+        #expect(xml.contains("<driver name='qemu' type='qcow2' cache='none'/>\n      <source file='/csv/root'/>"))
+        #expect(xml.contains("<driver name='qemu' type='raw' cache='none'/>\n      <source file='/csv/data'/>"))
+    }
+
     @Test func guestWithTwoDisks() {
         let xml = DomainXML.xml(for: VMSpec(name: "db", memoryMiB: 512, vcpus: 2,
                                             disks: ["/shared/db-root.img", "/shared/db-data.img"]))

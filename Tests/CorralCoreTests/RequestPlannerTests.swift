@@ -55,7 +55,7 @@ import Testing
         .init(request: .addVM(vm(String(repeating: "x", count: 65), 512), start: true), message: "VM name must be 1–64 characters"),
         .init(request: .addVM(vm("web 1", 512), start: true), message: "VM name web 1 contains ' '; use letters, digits, '-', '_' and '.'"),
         .init(request: .addVM(vm("web/1", 512), start: true), message: "VM name web/1 contains '/'; use letters, digits, '-', '_' and '.'"),
-        .init(request: .addVM(vm("b", 512, disks: ["disk.img"]), start: true), message: "disk disk.img must be an absolute path"),
+        .init(request: .addVM(vm("b", 512, disks: ["disk.img"]), start: true), message: "disk disk.img must be an absolute path or VOLUME/DISK of a known volume"),
         .init(request: .addVM(vm("b", 512, preferred: ["n9"]), start: true), message: "preferred owner n9 is not a node of this cluster"),
         .init(request: .addVM(vm("b", 512, preferred: ["n1", "n1"]), start: true), message: "preferred owners list a node twice"),
         .init(request: .addVM(vm("b", 512, anti: ""), start: true), message: "anti-affinity class must not be empty"),

@@ -18,7 +18,7 @@ import Testing
         #"{"nodes":\#(nodes),"vms":\#(vms),"events":\#(events)\#(extra)}"#
     }
 
-    static let actions = "crash, powerOn, partition, heal, hang, resume, crashVM, drain, resumeNode, move, addVM, removeVM, startVM, stopVM, pause, config, hangAgent, crashAfterSwitchover, watchdogFails, patch"
+    static let actions = "crash, powerOn, partition, heal, hang, resume, crashVM, drain, resumeNode, move, addVM, removeVM, startVM, stopVM, pause, config, hangAgent, crashAfterSwitchover, watchdogFails, patch, addVolume, createDisk, moveVolume"
 
     static let bad: [Case] = [
         .init(json: file(nodes: #"[{"name":"n1","memoryMiB":4096,"colour":"red"}]"#),
