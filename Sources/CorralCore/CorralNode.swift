@@ -442,9 +442,8 @@ public struct CorralNode: Sendable {
             issuedStops.insert(vm)
             out.append(.stopVM(vm, reason: quorate ? "self-fence: lease ending without a heartbeat" : "self-fence: no quorum"))
         }
-        for (job, _) in issuedMigrations.sorted(by: { $0.key < $1.key }) where !abortedMigrations.contains(job) {
-            abortedMigrations.insert(job)
-            out.append(.abortMigration(job: job, vm: state.jobs[job]?.vm ?? ""))
+        for (job, _) in issuedMigrations.sorted(by: { $0.key < $1.key }) {
+            abortOnce(job, vm: state.jobs[job]?.vm ?? "", &out)
         }
     }
 
@@ -635,9 +634,8 @@ public struct CorralNode: Sendable {
                 // what gets reported.
                 if issuedMigrations[job.id] == nil {
                     report(.migrationFailed(job: job.id, reason: why), &out)
-                } else if !abortedMigrations.contains(job.id) {
-                    abortedMigrations.insert(job.id)
-                    out.append(.abortMigration(job: job.id, vm: job.vm))
+                } else {
+                    abortOnce(job.id, vm: job.vm, &out)
                 }
             } else if job.state == .running, let vm = state.vms[job.vm], completedMigrations[job.id] == nil {
                 if let bw = issuedMigrations[job.id] {
@@ -649,9 +647,8 @@ public struct CorralNode: Sendable {
                     issuedMigrations[job.id] = job.bandwidthMiBps
                     out.append(.migrateVM(job, vm.spec, destinationName: state.nodeName(job.destination)))
                 }
-            } else if job.state == .failed, issuedMigrations[job.id] != nil, !abortedMigrations.contains(job.id) {
-                abortedMigrations.insert(job.id)
-                out.append(.abortMigration(job: job.id, vm: job.vm))
+            } else if job.state == .failed, issuedMigrations[job.id] != nil {
+                abortOnce(job.id, vm: job.vm, &out)
             }
         }
         forgetSettledMigrations()
@@ -665,10 +662,15 @@ public struct CorralNode: Sendable {
         for job in state.jobs.values.filter({ $0.source == id && $0.state == .running }).sorted(by: { $0.id < $1.id })
         where issuedMigrations[job.id] != nil && completedMigrations[job.id] == nil && !abortedMigrations.contains(job.id) {
             guard let why = quorate ? destinationLost(job.destination) : "no quorum here" else { continue }
-            abortedMigrations.insert(job.id)
             out.append(.log("aborting migration \(job.id) of \(job.vm) to \(state.nodeName(job.destination)): \(why)"))
-            out.append(.abortMigration(job: job.id, vm: job.vm))
+            abortOnce(job.id, vm: job.vm, &out)
         }
+    }
+
+    /// Asks the hypervisor to abort a migration sent from here, once per job.
+    private mutating func abortOnce(_ job: Int, vm: String, _ out: inout [Directive]) {
+        guard abortedMigrations.insert(job).inserted else { return }
+        out.append(.abortMigration(job: job, vm: vm))
     }
 
     /// Why a migration to `node` must not switch over, if it must not: it left the membership,
